@@ -1,0 +1,47 @@
+"""The one place that imports Triton.
+
+Triton decides at ``@triton.jit`` time whether kernels run natively or through its
+interpreter, which reads the ``TRITON_INTERPRET`` environment variable. On a machine
+without CUDA the interpreter is the only way to run a kernel, so this module sets
+``TRITON_INTERPRET=1`` *before* importing triton, and every kernel module imports
+triton through it::
+
+    from dlnotes._triton import triton, tl, INTERPRET, default_device
+
+Nothing here queries the GPU driver at import time: that raises on machines without
+one. Under the interpreter each program instance runs in NumPy on CPU tensors, so keep
+grids small there; natively the same kernels run on CUDA tensors.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+__all__ = ["INTERPRET", "default_device", "triton", "tl"]
+
+if not torch.cuda.is_available():
+    # Must happen before `import triton`: the flag is read when kernels are decorated.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+#: True when Triton kernels run through the CPU interpreter instead of on a GPU.
+INTERPRET: bool = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+import triton  # noqa: E402  (the environment variable above must come first)
+import triton.language as tl  # noqa: E402
+
+
+def default_device() -> torch.device:
+    """Return the device Triton kernels should receive their tensors on.
+
+    Under the interpreter kernels read CPU tensors; natively they need CUDA tensors.
+
+    Returns:
+        ``torch.device("cpu")`` when :data:`INTERPRET` is true, else ``torch.device("cuda")``.
+
+    Example:
+        >>> from dlnotes._triton import default_device
+        >>> x = torch.ones(4, device=default_device())
+    """
+    return torch.device("cpu") if INTERPRET else torch.device("cuda")
