@@ -20,6 +20,7 @@ from _harness import machine, markdown_table, median_times, write_results
 from dlnotes.algorithms.sliding_window import METHODS, sliding_window_max, sliding_window_max_torch
 
 BASELINE = "deque"
+RESULTS = "docs/algorithms/results/sliding_window.json"
 
 
 def measure(n: int, k: int, repeats: int) -> dict[str, float]:
@@ -27,7 +28,7 @@ def measure(n: int, k: int, repeats: int) -> dict[str, float]:
     values = [rng.randint(-10**6, 10**6) for _ in range(n)]
     tensor = torch.tensor(values)
     functions = {method: (lambda m=method: sliding_window_max(values, k, method=m)) for method in METHODS}
-    functions["torch (blocks)"] = lambda: sliding_window_max_torch(tensor, k)
+    functions["torch"] = lambda: sliding_window_max_torch(tensor, k)
     return median_times(functions, repeats=repeats)
 
 
@@ -52,6 +53,25 @@ def table(sweep: list[dict], key: str) -> str:
     return markdown_table(header, rows)
 
 
+def render(results: dict) -> str:
+    """The Markdown the chapter shows, rendered from a results dictionary."""
+    by_n, by_k = results["by_n"], results["by_k"]
+    exponents = ", ".join(f"{name} {a:.2f}" for name, a in results["exponents"].items())
+    return "\n".join(
+        [
+            f"Time against $n$ ($k = {by_n[0]['k']}$):",
+            "",
+            table(by_n, "n"),
+            "",
+            f"Time against $k$ ($n = {by_k[0]['n']}$):",
+            "",
+            table(by_k, "k"),
+            "",
+            f"Fitted exponent $a$ in time $\\propto n^a$: {exponents}.",
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat (a smoke test)")
@@ -68,19 +88,13 @@ def main() -> None:
     by_k = [{"n": fixed_n, "k": k, "seconds": measure(fixed_n, k, repeats)} for k in windows]
     exponents = {name: slope(sizes, [p["seconds"][name] for p in by_n]) for name in by_n[0]["seconds"]}
 
+    results = {"baseline": BASELINE, "by_n": by_n, "by_k": by_k, "exponents": exponents}
     info = machine()
     print(f"machine: {info['cpu']}, torch {info['torch']}, 1 thread\n")
-    print(f"Time against n (k = {fixed_k}):\n")
-    print(table(by_n, "n"))
-    print(f"\nTime against k (n = {fixed_n}):\n")
-    print(table(by_k, "k"))
-    print("\nScaling exponent a in time ~ n^a:", ", ".join(f"{name} {a:.2f}" for name, a in exponents.items()))
+    print(render(results))
     if not args.no_write and not args.quick:
-        path = write_results(
-            "docs/algorithms/results/sliding_window.json",
-            {"baseline": BASELINE, "by_n": by_n, "by_k": by_k, "exponents": exponents},
-        )
-        print(f"\nwrote {path}")
+        path = write_results(RESULTS, results)
+        print(f"\nwrote {path}; paste the tables above into the chapter's Cost section")
 
 
 if __name__ == "__main__":

@@ -86,7 +86,8 @@ def check_fence_languages(text: str, name: str = "<text>") -> list[str]:
 def check_comment_placement(text: str, name: str = "<text>") -> list[str]:
     """Guard (b): codeblocks and mark comments sit directly next to a ``python`` fence.
 
-    * ``cont`` must follow a python fence and precede one (only blank lines between);
+    * ``cont`` must follow a python fence (or that fence's expected-output fence) and
+      precede a python fence (only blank lines between);
     * a ``pytest.mark.*`` comment must directly precede a python fence;
     * ``expected-output`` must directly follow a python fence and precede a fence.
     """
@@ -109,6 +110,18 @@ def check_comment_placement(text: str, name: str = "<text>") -> list[str]:
     def closes_python(line: int | None) -> bool:
         return line in by_end and by_end[line].info == "python"
 
+    def is_expected_output(fence: Fence) -> bool:
+        before_fence = neighbour(fence.start, -1)
+        return before_fence is not None and bool(
+            (match := _CODEBLOCKS_COMMENT.match(lines[before_fence - 1].strip()))
+            and match["keyword"].startswith("expected-output")
+        )
+
+    def closes_python_or_its_output(line: int | None) -> bool:
+        # pytest-codeblocks does not count an expected-output fence as a block, so
+        # `cont` after "python block, expected-output, text block" continues the python block.
+        return closes_python(line) or (line in by_end and is_expected_output(by_end[line]))
+
     problems = []
     for number, raw in enumerate(lines, start=1):
         if number in inside:
@@ -121,8 +134,11 @@ def check_comment_placement(text: str, name: str = "<text>") -> list[str]:
         if codeblocks:
             keyword = codeblocks["keyword"]
             if keyword == "cont":
-                if not closes_python(before) or not opens_python(after):
-                    problems.append(f"{where}: <!--pytest-codeblocks:cont--> must sit between two ```python fences")
+                if not closes_python_or_its_output(before) or not opens_python(after):
+                    problems.append(
+                        f"{where}: <!--pytest-codeblocks:cont--> must sit between two ```python fences "
+                        "(or after a python block's expected-output fence)"
+                    )
             elif keyword.startswith("expected-output"):
                 if not closes_python(before) or after not in by_start:
                     problems.append(f"{where}: {keyword} must follow a ```python fence and precede its output fence")

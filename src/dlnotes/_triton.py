@@ -40,7 +40,7 @@ def default_device() -> torch.device:
     Returns:
         ``torch.device("cpu")`` when :data:`INTERPRET` is true, else ``torch.device("cuda")``.
 
-    Example:
+    Examples:
         >>> from dlnotes._triton import default_device
         >>> x = torch.ones(4, device=default_device())
     """

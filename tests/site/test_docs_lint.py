@@ -109,6 +109,19 @@ GOOD = md(
     ```python
     raise SystemExit
     ```
+
+    ```python
+    y = 2
+    ```
+
+    <!--pytest-codeblocks:expected-output-->
+    ```text
+    ```
+
+    <!--pytest-codeblocks:cont-->
+    ```python
+    print(y)
+    ```
     """
 )
 
@@ -147,7 +160,7 @@ def test_nav_guard_rejects_page_without_executed_block(tmp_path):
 
 
 def test_executed_block_count_ignores_skipped_and_other_languages():
-    assert executed_python_blocks(GOOD) == 2
+    assert executed_python_blocks(GOOD) == 4
 
 
 def test_docs_not_in_nav_are_reported(tmp_path):
@@ -189,3 +202,18 @@ def test_heading_guard():
     text = "# Title\n\n## Cost: $O(n)$\n\n```python\n# a comment with $math$ is fine\n```\n\n### Plain O(n)\n"
     problems = check_headings(text)
     assert len(problems) == 1 and ":3:" in problems[0], problems
+
+
+def test_docstrings_use_an_examples_section():
+    """mkdocstrings reads "Example:" as an admonition of plain Markdown, not as code.
+
+    Its ``>>>`` lines then render as prose and brackets such as ``x[-1]`` turn into broken
+    cross-references; "Examples:" renders them as code.
+    """
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted((ROOT / "src").rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if line.strip() == "Example:"
+    ]
+    assert not offenders, f"use 'Examples:' in docstrings: {offenders}"

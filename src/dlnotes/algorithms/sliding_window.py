@@ -30,6 +30,8 @@ from typing import Literal
 
 import torch
 
+from dlnotes.foundations.api_export import export
+
 __all__ = ["METHODS", "sliding_window_max", "sliding_window_max_torch"]
 
 Method = Literal["brute", "heap", "deque", "blocks"]
@@ -38,6 +40,7 @@ Method = Literal["brute", "heap", "deque", "blocks"]
 METHODS: tuple[str, ...] = ("brute", "heap", "deque", "blocks")
 
 
+@export("algorithms.sliding_window_max")
 def sliding_window_max(nums: Sequence[float], k: int, method: Method = "deque") -> list:
     """Maximum of every contiguous window of ``k`` elements.
 
@@ -55,7 +58,7 @@ def sliding_window_max(nums: Sequence[float], k: int, method: Method = "deque") 
         ValueError: If ``nums`` is empty, ``k < 1``, ``k > len(nums)`` or ``method`` is
             unknown.
 
-    Example:
+    Examples:
         >>> sliding_window_max([1, 3, -1, -3, 5, 3, 6, 7], 3)
         [3, 3, 5, 5, 6, 7]
     """
@@ -63,6 +66,7 @@ def sliding_window_max(nums: Sequence[float], k: int, method: Method = "deque") 
     return _IMPLEMENTATIONS[method](values, k)
 
 
+@export("algorithms.sliding_window_max_torch")
 def sliding_window_max_torch(x: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
     """Sliding-window maximum along one dimension of a tensor, fully vectorised.
 
@@ -90,7 +94,7 @@ def sliding_window_max_torch(x: torch.Tensor, k: int, dim: int = -1) -> torch.Te
         ValueError: If ``x`` is 0-d, ``dim`` is out of range, the dimension is empty,
             or ``k`` is outside ``[1, x.shape[dim]]``.
 
-    Example:
+    Examples:
         >>> sliding_window_max_torch(torch.tensor([1, 3, -1, -3, 5, 3, 6, 7]), 3)
         tensor([3, 3, 5, 5, 6, 7])
     """

@@ -1,0 +1,1 @@
+"""Shared building blocks: bundled data and training helpers used by several parts."""
