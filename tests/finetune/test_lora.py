@@ -173,7 +173,8 @@ def test_initialisation_matches_nn_linear_for_a():
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda m: apply_lora(m, ["nope"]), ValueError, "matches target_modules"),
+        (lambda m: apply_lora(m, ["nope"]), ValueError, r"\[.nope.\] match no submodule"),
+        (lambda m: apply_lora(m, lambda name, module: False), ValueError, "satisfies the target predicate"),
         (lambda m: apply_lora(m, ["q_proj", "nope"]), ValueError, r"\['nope'\] match no submodule"),
         (lambda m: apply_lora(m, ["q_proj"], r=0), ValueError, "r must be a positive integer"),
         (lambda m: apply_lora(m, ["tok_emb"]), TypeError, "is a Embedding"),

@@ -21,10 +21,10 @@ nothing extra; *unmerging* subtracts it again. Only :math:`A` and :math:`B` need
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-
 import torch
 from torch import nn
+
+from dlnotes.finetune.targets import Targets, find_targets, replace_submodule
 
 __all__ = [
     "LoRALinear",
@@ -66,12 +66,7 @@ class LoRALinear(nn.Module):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"base must be an nn.Linear, got {type(base).__name__}")
-        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-            raise ValueError(f"r must be a positive integer, got {r!r}")
-        if not alpha > 0:
-            raise ValueError(f"alpha must be positive, got {alpha}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        _check_hyperparameters(r, alpha, dropout)
         self.base = base
         self.r, self.alpha, self.use_rslora = r, alpha, use_rslora
         self.scaling = alpha / math.sqrt(r) if use_rslora else alpha / r
@@ -124,7 +119,7 @@ class LoRALinear(nn.Module):
 
 def apply_lora(
     model: nn.Module,
-    target_modules: Iterable[str] | Callable[[str, nn.Module], bool],
+    target_modules: Targets,
     r: int = 8,
     alpha: float = 8,
     dropout: float = 0.0,
@@ -158,27 +153,8 @@ def apply_lora(
         >>> count_parameters(model)
         (16, 36)
     """
-    if callable(target_modules):
-        predicate, wanted = target_modules, None
-    else:
-        wanted = {target_modules} if isinstance(target_modules, str) else set(target_modules)
-        if not wanted:
-            raise ValueError("target_modules must name at least one module")
-
-        def predicate(name: str, module: nn.Module) -> bool:
-            return name.rsplit(".", 1)[-1] in wanted
-
-    matches = [
-        (name, module)
-        for name, module in model.named_modules()
-        if name and not _inside_lora(name, model) and predicate(name, module)
-    ]
-    if not matches:
-        raise ValueError(f"no submodule of {type(model).__name__} matches target_modules={target_modules!r}")
-    if wanted is not None:
-        missing = wanted - {name.rsplit(".", 1)[-1] for name, _ in matches}
-        if missing:
-            raise ValueError(f"target_modules {sorted(missing)} match no submodule of {type(model).__name__}")
+    _check_hyperparameters(r, alpha, dropout)  # before anything is modified
+    matches = [(name, module) for name, module in find_targets(model, target_modules) if not _inside_lora(name, model)]
     for name, module in matches:
         if isinstance(module, LoRALinear):
             raise ValueError(f"target {name!r} already carries LoRA; apply_lora wraps each layer once")
@@ -188,9 +164,7 @@ def apply_lora(
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     for name, module in matches:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, LoRALinear(module, r, alpha, dropout=dropout, use_rslora=use_rslora))
+        replace_submodule(model, name, LoRALinear(module, r, alpha, dropout=dropout, use_rslora=use_rslora))
     return model
 
 
@@ -247,6 +221,15 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
         total += parameter.numel()
         trainable += parameter.numel() if parameter.requires_grad else 0
     return trainable, total
+
+
+def _check_hyperparameters(r: int, alpha: float, dropout: float) -> None:
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise ValueError(f"r must be a positive integer, got {r!r}")
+    if not alpha > 0:
+        raise ValueError(f"alpha must be positive, got {alpha}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 
 
 def _lora_layers(model: nn.Module) -> list[LoRALinear]:

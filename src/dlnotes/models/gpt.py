@@ -303,6 +303,7 @@ class GPT(nn.Module):
         top_p: float | None = None,
         seed: int | None = None,
         use_cache: bool = True,
+        past_key_values: KVCache | None = None,
     ) -> torch.Tensor:
         """Extend a prompt token by token.
 
@@ -319,6 +320,9 @@ class GPT(nn.Module):
             seed: Seed of the sampling generator (ignored when greedy).
             use_cache: Reuse keys/values (one new token per forward pass); ``False``
                 recomputes the whole sequence each step (same result, slower).
+            past_key_values: Keys/values that precede the prompt (a tuning prefix or a
+                soft prompt's cache), with batch size 1 or the prompt's; they are not part
+                of the returned ids.
 
         Returns:
             The prompt followed by the generated ids, on the model's device.
@@ -335,9 +339,17 @@ class GPT(nn.Module):
             raise ValueError(f"prompt_ids must be a non-empty (seq,) or (batch, seq) sequence, got shape {tuple(ids.shape)}")
         if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
-        if ids.shape[1] + max_new_tokens > self.config.max_len:
+        prefix = cache_length(past_key_values)
+        if prefix + ids.shape[1] + max_new_tokens > self.config.max_len:
             raise ValueError(
-                f"prompt ({ids.shape[1]}) + max_new_tokens ({max_new_tokens}) exceeds max_len={self.config.max_len}"
+                f"prefix ({prefix}) + prompt ({ids.shape[1]}) + max_new_tokens ({max_new_tokens}) "
+                f"exceeds max_len={self.config.max_len}"
+            )
+        if prefix and past_key_values[0][0].shape[0] not in (1, ids.shape[0]):
+            raise ValueError(f"past_key_values has batch {past_key_values[0][0].shape[0]}, the prompt {ids.shape[0]}")
+        if prefix:
+            past_key_values = tuple(
+                (k.expand(ids.shape[0], *k.shape[1:]), v.expand(ids.shape[0], *v.shape[1:])) for k, v in past_key_values
             )
         generator = None
         if temperature > 0:
@@ -346,13 +358,13 @@ class GPT(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            cache, step_input = None, ids
+            cache, step_input = past_key_values, ids
             for _ in range(max_new_tokens):
                 if use_cache:
                     out = self(step_input, past_key_values=cache, use_cache=True)
                     cache = out.past_key_values
                 else:
-                    out = self(ids)
+                    out = self(ids, past_key_values=past_key_values)
                 next_id = sample_next_token(out.logits[:, -1], temperature, top_k, top_p, generator)
                 ids = torch.cat([ids, next_id[:, None]], dim=1)
                 step_input = next_id[:, None]
