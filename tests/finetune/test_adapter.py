@@ -77,8 +77,9 @@ def test_training_changes_only_adapters_and_layer_norms():
     [
         (lambda m: add_adapters(m, target_modules=["nothing"]), ValueError, "match no submodule"),
         (lambda m: add_adapters(m, target_modules=["tok_emb"]), TypeError, "is a Embedding"),
-        (lambda m: add_adapters(add_adapters(m), bottleneck=4), ValueError, "already has an adapter"),
+        (lambda m: add_adapters(add_adapters(m), bottleneck=4), ValueError, "already carries an adapter"),
         (lambda m: Adapter(16, bottleneck=0), ValueError, "bottleneck must be a positive"),
+        (lambda m: add_adapters(m, bottleneck=0), ValueError, "bottleneck must be a positive"),
         (lambda m: Adapter(16, init_scale=-1.0), ValueError, "init_scale"),
     ],
 )
@@ -92,3 +93,11 @@ def test_any_model_with_linear_layers():
     add_adapters(model, bottleneck=2, target_modules=lambda name, module: isinstance(module, nn.Linear))
     assert isinstance(model[0], AdaptedLayer) and isinstance(model[2], AdaptedLayer)
     assert model(torch.randn(3, 4)).shape == (3, 4)
+
+
+def test_a_failed_call_leaves_the_model_untouched():
+    model = small_gpt()
+    with pytest.raises(ValueError):
+        add_adapters(model, bottleneck=0)
+    assert all(p.requires_grad for p in model.parameters())
+    assert not any(isinstance(m, AdaptedLayer) for m in model.modules())

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dlnotes.finetune.targets import Targets, find_targets, replace_submodule
+from dlnotes.finetune.targets import Targets, wrap_linear_targets
 
 __all__ = ["Adapter", "AdaptedLayer", "add_adapters"]
 
@@ -51,11 +51,7 @@ class Adapter(nn.Module):
 
     def __init__(self, d_model: int, bottleneck: int = 64, init_scale: float = 1e-3) -> None:
         super().__init__()
-        for name, value in (("d_model", d_model), ("bottleneck", bottleneck)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if init_scale < 0:
-            raise ValueError(f"init_scale must be >= 0, got {init_scale}")
+        _check_arguments(d_model=d_model, bottleneck=bottleneck, init_scale=init_scale)
         self.down = nn.Linear(d_model, bottleneck)
         self.up = nn.Linear(bottleneck, d_model)
         self.act = nn.GELU()
@@ -106,7 +102,7 @@ def add_adapters(
         The model; only adapter (and optionally layer-norm) parameters require gradients.
 
     Raises:
-        ValueError: If a target name matches nothing, or a target already has an adapter.
+        ValueError: If a target name matches nothing, or a target already carries an adapter.
         TypeError: If a target is not an ``nn.Linear``.
 
     Examples:
@@ -115,21 +111,24 @@ def add_adapters(
         >>> sum(isinstance(m, Adapter) for m in model.modules())
         4
     """
-    matches = find_targets(model, target_modules)
-    for name, module in matches:
-        if isinstance(module, AdaptedLayer):
-            raise ValueError(f"{name!r} already has an adapter")
-        if not isinstance(module, nn.Linear):
-            raise TypeError(f"target {name!r} is a {type(module).__name__}; adapters follow nn.Linear layers")
+    _check_arguments(bottleneck=bottleneck, init_scale=init_scale)  # before anything is modified
 
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    for name, module in matches:
-        adapter = Adapter(module.out_features, bottleneck, init_scale).to(module.weight.device, module.weight.dtype)
-        replace_submodule(model, name, AdaptedLayer(module, adapter))
+    def wrap(linear: nn.Linear) -> AdaptedLayer:
+        adapter = Adapter(linear.out_features, bottleneck, init_scale).to(linear.weight.device, linear.weight.dtype)
+        return AdaptedLayer(linear, adapter)
+
+    wrap_linear_targets(model, target_modules, wrap, wrapper_type=AdaptedLayer, method="an adapter")
     if train_layer_norms:
         for module in model.modules():
             if isinstance(module, nn.LayerNorm):
                 for parameter in module.parameters():
                     parameter.requires_grad_(True)
     return model
+
+
+def _check_arguments(init_scale: float, **sizes: int) -> None:
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if init_scale < 0:
+        raise ValueError(f"init_scale must be >= 0, got {init_scale}")

@@ -24,7 +24,7 @@ import math
 import torch
 from torch import nn
 
-from dlnotes.finetune.targets import Targets, find_targets, replace_submodule
+from dlnotes.finetune.targets import Targets, wrap_linear_targets
 
 __all__ = [
     "LoRALinear",
@@ -154,18 +154,13 @@ def apply_lora(
         (16, 36)
     """
     _check_hyperparameters(r, alpha, dropout)  # before anything is modified
-    matches = [(name, module) for name, module in find_targets(model, target_modules) if not _inside_lora(name, model)]
-    for name, module in matches:
-        if isinstance(module, LoRALinear):
-            raise ValueError(f"target {name!r} already carries LoRA; apply_lora wraps each layer once")
-        if not isinstance(module, nn.Linear):
-            raise TypeError(f"target {name!r} is a {type(module).__name__}, but LoRA here wraps nn.Linear only")
-
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    for name, module in matches:
-        replace_submodule(model, name, LoRALinear(module, r, alpha, dropout=dropout, use_rslora=use_rslora))
-    return model
+    return wrap_linear_targets(
+        model,
+        target_modules,
+        lambda linear: LoRALinear(linear, r, alpha, dropout=dropout, use_rslora=use_rslora),
+        wrapper_type=LoRALinear,
+        method="LoRA",
+    )
 
 
 def merge_lora(model: nn.Module) -> nn.Module:
@@ -234,9 +229,3 @@ def _check_hyperparameters(r: int, alpha: float, dropout: float) -> None:
 
 def _lora_layers(model: nn.Module) -> list[LoRALinear]:
     return [module for module in model.modules() if isinstance(module, LoRALinear)]
-
-
-def _inside_lora(name: str, model: nn.Module) -> bool:
-    """True for the ``base`` of an existing LoRALinear (never wrap twice)."""
-    parent_name = name.rpartition(".")[0]
-    return bool(parent_name) and isinstance(model.get_submodule(parent_name), LoRALinear)

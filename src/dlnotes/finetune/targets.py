@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 
 from torch import nn
 
-__all__ = ["find_targets", "replace_submodule"]
+__all__ = ["find_targets", "replace_submodule", "wrap_linear_targets"]
 
 Targets = Iterable[str] | str | Callable[[str, nn.Module], bool]
 
@@ -51,3 +51,47 @@ def replace_submodule(model: nn.Module, qualified_name: str, new: nn.Module) -> 
     parent_name, _, child = qualified_name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, new)
+
+
+def wrap_linear_targets(
+    model: nn.Module,
+    target_modules: Targets,
+    wrap: Callable[[nn.Linear], nn.Module],
+    wrapper_type: type[nn.Module],
+    method: str,
+) -> nn.Module:
+    """Freeze ``model`` and replace each targeted ``nn.Linear`` by ``wrap(linear)``.
+
+    Everything is checked before anything changes, so a failed call leaves the model as
+    it was. Layers already inside a ``wrapper_type`` are never targets themselves.
+
+    Args:
+        model: The model to modify in place.
+        target_modules: See :func:`find_targets`.
+        wrap: Builds the replacement of one linear layer.
+        wrapper_type: The class ``wrap`` returns (to refuse wrapping twice).
+        method: Name of the method for error messages, e.g. ``"LoRA"``.
+
+    Returns:
+        The model, whose original parameters no longer require gradients.
+
+    Raises:
+        ValueError: If nothing matches (see :func:`find_targets`) or a target already
+            carries the method.
+        TypeError: If a target is not an ``nn.Linear``.
+    """
+    matches = [
+        (name, module)
+        for name, module in find_targets(model, target_modules)
+        if not isinstance(model.get_submodule(name.rpartition(".")[0]), wrapper_type)
+    ]
+    for name, module in matches:
+        if isinstance(module, wrapper_type):
+            raise ValueError(f"target {name!r} already carries {method}")
+        if not isinstance(module, nn.Linear):
+            raise TypeError(f"target {name!r} is a {type(module).__name__}; {method} can only wrap nn.Linear layers")
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for name, module in matches:
+        replace_submodule(model, name, wrap(module))
+    return model
