@@ -1,0 +1,478 @@
+"""Medusa: several tokens per forward pass from extra decoding heads, verified by a tree.
+
+Cai et al., "Medusa: Simple LLM Inference Acceleration Framework with Multiple Decoding
+Heads", ICML 2024, https://arxiv.org/abs/2401.10774.
+
+Autoregressive decoding runs the whole model once per token, and at small batch sizes
+each pass is bound by reading the weights, not by arithmetic. Medusa adds ``K`` small
+heads on the base model's last hidden state; head ``k`` guesses the token ``k + 1``
+positions after the one the language-model head predicts. One step:
+
+1. The LM head's next token is the tree's root; each Medusa head proposes its top-k.
+2. The candidates are arranged as a tree (``medusa_choices``: paths of top-k indices per
+   head) and verified in *one* forward pass: every tree node attends to the cache and to
+   its own ancestors only (the tree attention mask), at position ``cache + depth``.
+3. Along each root-to-leaf path, the longest prefix the base model agrees with is
+   accepted (greedy: each token is the argmax after its parent; *typical acceptance*:
+   its probability exceeds ``min(threshold, alpha * exp(-H))``). The best path's tokens
+   are appended, and the keys/values of exactly those nodes are kept in the cache.
+
+With greedy acceptance the output is token for token the base model's greedy output:
+every accepted token is the argmax given exactly its prefix.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from dlnotes.common.data import random_batch
+from dlnotes.models.gpt import GPT, KVCache, cache_length
+
+__all__ = [
+    "MedusaHeads",
+    "MedusaTree",
+    "MedusaStats",
+    "build_tree",
+    "medusa_generate",
+    "train_medusa_heads",
+    "self_distillation_data",
+]
+
+
+class _ResidualSiLU(nn.Module):
+    """``x + SiLU(W x + b)`` with ``W`` and ``b`` zero-initialised (an identity at start)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(width, width)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + F.silu(self.linear(x))
+
+
+class MedusaHeads(nn.Module):
+    """``num_heads`` extra heads on the last hidden state; head ``k`` predicts token ``t + k + 2``.
+
+    Each head is ``num_layers`` residual SiLU blocks (zero-initialised, so each starts as
+    the identity) followed by a linear map to the vocabulary.
+
+    Shape:
+        hidden: ``(..., d_model)``; result: ``(num_heads, ..., vocab_size)``.
+
+    Args:
+        d_model: Width of the base model's hidden states.
+        vocab_size: Vocabulary size.
+        num_heads: Number of Medusa heads ``K``.
+        num_layers: Residual blocks per head.
+        lm_head: Optionally the base model's LM head, whose weight initialises every
+            head's output layer (then each head starts by predicting the next token).
+
+    Raises:
+        ValueError: On non-positive sizes or an ``lm_head`` of the wrong shape.
+
+    Examples:
+        >>> heads = MedusaHeads(16, 30, num_heads=3)
+        >>> heads(torch.zeros(2, 5, 16)).shape
+        torch.Size([3, 2, 5, 30])
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        vocab_size: int,
+        num_heads: int = 4,
+        num_layers: int = 1,
+        lm_head: nn.Linear | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("d_model", d_model), ("vocab_size", vocab_size), ("num_heads", num_heads)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 0:
+            raise ValueError(f"num_layers must be a non-negative integer, got {num_layers!r}")
+        self.d_model, self.vocab_size, self.num_heads = d_model, vocab_size, num_heads
+        self.heads = nn.ModuleList()
+        for _ in range(num_heads):
+            output = nn.Linear(d_model, vocab_size, bias=False)
+            if lm_head is not None:
+                if tuple(lm_head.weight.shape) != (vocab_size, d_model):
+                    raise ValueError(
+                        f"lm_head weight must be ({vocab_size}, {d_model}), got {tuple(lm_head.weight.shape)}"
+                    )
+                output.weight.data.copy_(lm_head.weight.data)
+            self.heads.append(nn.Sequential(*[_ResidualSiLU(d_model) for _ in range(num_layers)], output))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.stack([head(hidden) for head in self.heads])
+
+
+@dataclass(frozen=True)
+class MedusaTree:
+    """A candidate tree built by :func:`build_tree` (``T`` nodes, node 0 the root).
+
+    Attributes:
+        choices: The sorted paths, one per non-root node (node ``i + 1`` is ``choices[i]``).
+        topk: Candidates taken from each head.
+        attn_mask: ``(T, T)`` bool; node ``i`` may attend to node ``j`` iff ``j`` is ``i``
+            or one of its ancestors.
+        position_ids: ``(T,)`` depth of each node (added to the cache length).
+        tree_indices: ``(T,)`` index of each node's token in the flattened candidates
+            ``[root, head0 top-k, head1 top-k, ...]``.
+        retrieve_indices: ``(P, depth + 1)`` node indices of each root-to-leaf path,
+            padded with ``-1`` (a pad never matches, so it is never accepted).
+    """
+
+    choices: tuple[tuple[int, ...], ...]
+    topk: int
+    attn_mask: torch.Tensor
+    position_ids: torch.Tensor
+    tree_indices: torch.Tensor
+    retrieve_indices: torch.Tensor
+
+    @property
+    def size(self) -> int:
+        """Number of nodes ``T`` (root included)."""
+        return self.attn_mask.shape[0]
+
+    @property
+    def depth(self) -> int:
+        """Length of the longest path (the number of Medusa heads it needs)."""
+        return max(len(choice) for choice in self.choices)
+
+
+def build_tree(medusa_choices: Sequence[Sequence[int]], topk: int = 10) -> MedusaTree:
+    """Build the tree attention mask, positions and index tables from ``medusa_choices``.
+
+    A choice ``(i_1, ..., i_d)`` is the node reached by taking head 1's ``i_1``-th best
+    token, then head 2's ``i_2``-th best, ...; every prefix of a choice must be a choice.
+
+    Args:
+        medusa_choices: The tree's non-root nodes as paths of top-k indices.
+        topk: Candidates per head (every index must be below it).
+
+    Returns:
+        A :class:`MedusaTree`.
+
+    Raises:
+        ValueError: If ``medusa_choices`` is empty, has an empty, repeated or
+            out-of-range path, or lacks the prefix of a path.
+        TypeError: If a path is not a sequence of integers.
+
+    Examples:
+        >>> tree = build_tree([[0], [1], [0, 0]])
+        >>> tree.position_ids.tolist(), tree.retrieve_indices.tolist()
+        ([0, 1, 1, 2], [[0, 1, 3], [0, 2, -1]])
+    """
+    if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
+        raise ValueError(f"topk must be a positive integer, got {topk!r}")
+    if not medusa_choices:
+        raise ValueError("medusa_choices must contain at least one path")
+    paths = []
+    for choice in medusa_choices:
+        if isinstance(choice, (str, bytes)) or not isinstance(choice, Sequence):
+            raise TypeError(f"each choice must be a sequence of ints, got {choice!r}")
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in choice):
+            raise TypeError(f"each choice must be a sequence of ints, got {choice!r}")
+        path = tuple(choice)
+        if not path:
+            raise ValueError("a choice must not be empty (the root is implicit)")
+        if any(not 0 <= i < topk for i in path):
+            raise ValueError(f"choice {list(path)} has an index outside [0, topk={topk})")
+        paths.append(path)
+    if len(set(paths)) != len(paths):
+        raise ValueError("medusa_choices contains a repeated path")
+    known = set(paths)
+    for path in paths:
+        if len(path) > 1 and path[:-1] not in known:
+            raise ValueError(f"choice {list(path)} needs its prefix {list(path[:-1])} in medusa_choices")
+    paths.sort(key=lambda p: (len(p), p))
+    node_of = {(): 0} | {path: index + 1 for index, path in enumerate(paths)}
+    size = len(paths) + 1
+
+    attn_mask = torch.eye(size, dtype=torch.bool)
+    attn_mask[:, 0] = True  # every node sees the root
+    position_ids = torch.zeros(size, dtype=torch.long)
+    tree_indices = torch.zeros(size, dtype=torch.long)
+    for path, node in node_of.items():
+        if not path:
+            continue
+        for cut in range(1, len(path)):
+            attn_mask[node, node_of[path[:cut]]] = True  # ancestors
+        position_ids[node] = len(path)
+        tree_indices[node] = 1 + (len(path) - 1) * topk + path[-1]  # head len(path)-1, rank path[-1]
+
+    leaves = [path for path in paths if not any(other[: len(path)] == path and other != path for other in paths)]
+    depth = max(len(path) for path in paths)
+    retrieve = torch.full((len(leaves), depth + 1), -1, dtype=torch.long)
+    for row, leaf in enumerate(sorted(leaves)):
+        nodes = [0] + [node_of[leaf[:cut]] for cut in range(1, len(leaf) + 1)]
+        retrieve[row, : len(nodes)] = torch.tensor(nodes)
+    return MedusaTree(tuple(paths), topk, attn_mask, position_ids, tree_indices, retrieve)
+
+
+@dataclass
+class MedusaStats:
+    """Per-step statistics of :func:`medusa_generate`.
+
+    Attributes:
+        accepted: Tokens appended at each step (root included, so at least 1).
+        forward_passes: Model forward passes, prefill included.
+        seconds: Wall-clock time of the whole generation.
+    """
+
+    accepted: list[int] = field(default_factory=list)
+    forward_passes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def mean_accepted(self) -> float:
+        """Mean tokens appended per decoding step."""
+        return sum(self.accepted) / max(1, len(self.accepted))
+
+
+@torch.no_grad()
+def medusa_generate(
+    model: GPT,
+    heads: MedusaHeads,
+    prompt_ids: torch.Tensor | Sequence[int],
+    max_new_tokens: int,
+    tree: MedusaTree,
+    acceptance: str = "greedy",
+    posterior_threshold: float = 0.09,
+    posterior_alpha: float = 0.3,
+    temperature: float = 0.0,
+    seed: int | None = None,
+    on_step: Callable[[torch.Tensor, KVCache], None] | None = None,
+) -> tuple[torch.Tensor, MedusaStats]:
+    """Generate with Medusa heads and tree verification, reusing the KV cache.
+
+    Shape:
+        prompt_ids: ``(seq,)``; result ids: ``(seq + max_new_tokens,)``.
+
+    Args:
+        model: The base model (frozen).
+        heads: Medusa heads for it (at least ``tree.depth`` of them).
+        prompt_ids: The prompt, one sequence.
+        max_new_tokens: Tokens to generate.
+        tree: The candidate tree (:func:`build_tree`).
+        acceptance: ``"greedy"`` (lossless) or ``"typical"``.
+        posterior_threshold: Typical acceptance's hard threshold (epsilon).
+        posterior_alpha: Typical acceptance's entropy factor (delta); the threshold is
+            ``min(posterior_threshold, posterior_alpha * exp(-H(p)))``.
+        temperature: Sampling temperature of typical acceptance; ``0`` makes typical
+            acceptance identical to greedy.
+        seed: Seed for sampling the root token when ``temperature > 0``.
+        on_step: Called after every step with the ids so far and the KV cache, which
+            then holds exactly those ids' keys and values (for inspection and tests).
+
+    Returns:
+        The prompt followed by the new ids, and a :class:`MedusaStats`.
+
+    Raises:
+        ValueError: On an unknown ``acceptance``, too few heads for the tree, heads
+            that do not fit the model, a negative temperature, or a generation that
+            would not fit in ``max_len`` (prompt + new tokens + tree size).
+    """
+    if acceptance not in ("greedy", "typical"):
+        raise ValueError(f"acceptance must be 'greedy' or 'typical', got {acceptance!r}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    config = model.config
+    if heads.d_model != config.d_model or heads.vocab_size != config.vocab_size:
+        raise ValueError(
+            f"heads are for d_model={heads.d_model}, vocab_size={heads.vocab_size}; "
+            f"the model has d_model={config.d_model}, vocab_size={config.vocab_size}"
+        )
+    if heads.num_heads < tree.depth:
+        raise ValueError(f"the tree is {tree.depth} deep but there are only {heads.num_heads} Medusa heads")
+    device = model.tok_emb.weight.device
+    ids = torch.as_tensor(prompt_ids, dtype=torch.long, device=device)
+    if ids.dim() != 1 or ids.numel() == 0:
+        raise ValueError(f"prompt_ids must be a non-empty 1-D sequence, got shape {tuple(ids.shape)}")
+    if ids.numel() + max_new_tokens + tree.size > config.max_len:
+        raise ValueError(
+            f"prompt ({ids.numel()}) + max_new_tokens ({max_new_tokens}) + tree size ({tree.size}) "
+            f"exceeds max_len={config.max_len}"
+        )
+    typical = acceptance == "typical" and temperature > 0
+    generator = torch.Generator(device=device).manual_seed(0 if seed is None else seed) if typical else None
+    attn_mask, position_ids = tree.attn_mask.to(device), tree.position_ids.to(device)
+    tree_indices, retrieve = tree.tree_indices.to(device), tree.retrieve_indices.to(device)
+    was_training = model.training
+    model.eval()
+    stats = MedusaStats()
+    start = time.perf_counter()
+    try:
+        out = model(ids[None], use_cache=True)  # prefill
+        stats.forward_passes += 1
+        cache: KVCache = out.past_key_values
+        logits, hidden = out.logits[0, -1], out.hidden_states[0, -1]
+        generated = 0
+        while generated < max_new_tokens:
+            # 1. candidates: the LM head's token (root) and each Medusa head's top-k
+            root = _pick(logits, temperature if typical else 0.0, generator)
+            medusa_logits = heads(hidden)[: tree.depth]  # (depth, vocab)
+            flat = torch.cat([root.view(1), medusa_logits.topk(tree.topk, dim=-1).indices.flatten()])
+            tree_tokens = flat[tree_indices]  # (T,)
+            # 2. verify all nodes in one pass: cache + tree attention, positions cache + depth
+            past = cache_length(cache)
+            mask = torch.cat([torch.ones(tree.size, past, dtype=torch.bool, device=device), attn_mask], dim=1)
+            out = model(
+                tree_tokens[None], past_key_values=cache, position_ids=past + position_ids,
+                attention_mask=mask, use_cache=True,
+            )
+            stats.forward_passes += 1
+            tree_logits = out.logits[0]  # (T, vocab): prediction after each node
+            # 3. the longest accepted prefix over all root-to-leaf paths
+            path, length = _best_path(
+                tree_tokens, tree_logits, retrieve, typical, temperature, posterior_threshold, posterior_alpha
+            )
+            nodes = path[: length + 1]  # root plus accepted nodes
+            ids = torch.cat([ids, tree_tokens[nodes]])
+            generated += nodes.numel()
+            stats.accepted.append(nodes.numel())
+            # 4. keep exactly the accepted nodes' keys/values, in path order
+            keep = torch.cat([torch.arange(past, device=device), past + nodes])
+            cache = tuple((k.index_select(2, keep), v.index_select(2, keep)) for k, v in out.past_key_values)
+            logits, hidden = tree_logits[nodes[-1]], out.hidden_states[0, nodes[-1]]
+            if on_step is not None:
+                on_step(ids, cache)
+    finally:
+        model.train(was_training)
+    stats.seconds = time.perf_counter() - start
+    return ids[: ids.numel() - generated + max_new_tokens], stats
+
+
+def _pick(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
+    if temperature == 0:
+        return logits.argmax()
+    probs = (logits.float() / temperature).softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator)[0]
+
+
+def _best_path(
+    tree_tokens: torch.Tensor,
+    tree_logits: torch.Tensor,
+    retrieve: torch.Tensor,
+    typical: bool,
+    temperature: float,
+    threshold: float,
+    alpha: float,
+) -> tuple[torch.Tensor, int]:
+    """Pick the root-to-leaf path with the longest accepted prefix (first on ties)."""
+    padded = retrieve.clamp(min=0)
+    candidates = tree_tokens[padded[:, 1:]]  # (P, depth): token at each child node
+    parent_logits = tree_logits[padded[:, :-1]]  # (P, depth, vocab): prediction before it
+    if typical:
+        probs = (parent_logits.float() / temperature).softmax(-1)
+        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)
+        limit = torch.minimum(torch.full_like(entropy, threshold), alpha * torch.exp(-entropy))
+        ok = probs.gather(-1, candidates[..., None])[..., 0] > limit
+    else:
+        ok = parent_logits.argmax(-1) == candidates
+    ok &= retrieve[:, 1:] >= 0  # a pad is never accepted
+    accepted = ok.long().cumprod(dim=1).sum(dim=1)  # length of the accepted prefix per path
+    best = int(accepted.argmax())
+    return retrieve[best], int(accepted[best])
+
+
+def self_distillation_data(
+    model: GPT,
+    prompts: Sequence[Sequence[int]],
+    length: int,
+    temperature: float = 0.0,
+    seed: int = 0,
+) -> torch.Tensor:
+    """The base model's own continuations of ``prompts``, concatenated (Medusa-1 training data).
+
+    Args:
+        model: The base model.
+        prompts: Token-id prompts.
+        length: New tokens per prompt.
+        temperature: ``0`` for greedy continuations, else sampling temperature.
+        seed: Seed of the sampling.
+
+    Returns:
+        A 1-D tensor of ids: each prompt followed by its continuation, one after another.
+    """
+    pieces = [
+        model.generate(list(prompt), length, temperature=temperature, seed=seed + index)
+        for index, prompt in enumerate(prompts)
+    ]
+    return torch.cat(pieces)
+
+
+def train_medusa_heads(
+    model: GPT,
+    heads: MedusaHeads,
+    ids: torch.Tensor,
+    steps: int = 300,
+    batch_size: int = 16,
+    block_size: int = 64,
+    learning_rate: float = 1e-3,
+    decay: float = 0.8,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[float]:
+    """Medusa-1: train the heads on a frozen backbone.
+
+    Head ``k`` (0-based) learns to predict the token ``k + 2`` positions after each
+    position from that position's hidden state; the loss of head ``k`` is weighted by
+    ``decay ** k`` (later heads are harder and matter less), as in the paper.
+
+    Args:
+        model: The frozen base model.
+        heads: The heads to train (in place).
+        ids: 1-D training ids, e.g. from :func:`self_distillation_data`.
+        steps: Optimiser steps.
+        batch_size: Windows per step.
+        block_size: Tokens per window.
+        learning_rate: AdamW learning rate.
+        decay: Per-head loss weight factor.
+        seed: Seed of the batch sampler.
+        progress: Show a progress bar.
+
+    Returns:
+        The weighted loss of each step.
+
+    Raises:
+        ValueError: If the heads do not fit the model or ``block_size`` leaves no target
+            for the last head.
+    """
+    if heads.d_model != model.config.d_model or heads.vocab_size != model.config.vocab_size:
+        raise ValueError("heads must match the model's d_model and vocab_size")
+    if block_size <= heads.num_heads + 1:
+        raise ValueError(f"block_size must exceed num_heads + 1 = {heads.num_heads + 1}, got {block_size}")
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(heads.parameters(), lr=learning_rate)
+    weights = [decay**k for k in range(heads.num_heads)]
+    model.eval()
+    heads.train()
+    losses = []
+    for _ in tqdm(range(steps), disable=not progress, desc="Medusa heads"):
+        inputs, _ = random_batch(ids, batch_size, block_size, generator)
+        with torch.no_grad():
+            hidden = model(inputs).hidden_states  # (batch, block, d_model), backbone frozen
+        logits = heads(hidden)  # (K, batch, block, vocab)
+        loss = torch.zeros((), device=hidden.device)
+        for k in range(heads.num_heads):
+            shift = k + 2  # head k at position t predicts token t + k + 2
+            prediction = logits[k, :, :-shift].reshape(-1, heads.vocab_size)
+            target = inputs[:, shift:].reshape(-1)
+            loss = loss + weights[k] * F.cross_entropy(prediction, target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    heads.eval()
+    return losses
+
