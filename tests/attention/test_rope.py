@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dlnotes.attention.rope import RotaryEmbedding, apply_rope, rope_angles
+from dlnotes.attention.rope import RotaryEmbedding, apply_rope, rope_angles, rope_decay_bound
 
 
 def rope_complex(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
@@ -127,3 +127,75 @@ def test_module_rejects_bad_configuration():
     with pytest.raises(ValueError, match="rotary_dim"):
         RotaryEmbedding(8, rotary_dim=5)
     assert math.isclose(RotaryEmbedding(8, base=500.0).base, 500.0)
+
+
+def decay_bound_by_hand(distance: float, d: int, base: float) -> float:
+    """(1/(d/2)) sum_j |S_j|, S_j = sum_{i<j} e^{i r theta_i}, with Python's cmath."""
+    import cmath
+
+    total, partial = 0.0, 0j
+    for i in range(d // 2):
+        partial += cmath.exp(1j * distance * base ** (-2 * i / d))
+        total += abs(partial)
+    return total / (d // 2)
+
+
+@pytest.mark.parametrize(("d", "base"), [(8, 10000.0), (128, 10000.0), (64, 500.0)])
+def test_decay_bound_matches_the_definition(d, base):
+    distances = torch.tensor([0, 1, 7, 100, 2500, -30])
+    expected = torch.tensor([decay_bound_by_hand(float(r), d, base) for r in distances], dtype=torch.float64)
+    torch.testing.assert_close(rope_decay_bound(distances, d, base), expected)
+    assert math.isclose(float(rope_decay_bound(torch.tensor(0), d, base)), (d // 2 + 1) / 2), "S_j = j at r = 0"
+
+
+@settings(max_examples=40, deadline=None)
+@given(distance=st.integers(-3000, 3000), seed=st.integers(0, 10_000))
+def test_decay_bound_bounds_the_rotated_logit(distance, seed):
+    # Abel summation: |sum_i h_i e^{i r theta_i}| <= max_i |h_{i+1} - h_i| * (d/2) * B(r), h_{d/2} = 0.
+    d = 32
+    generator = torch.Generator().manual_seed(seed)
+    q, k = torch.randn(2, d, dtype=torch.float64, generator=generator)
+    logit = (apply_rope(q, torch.tensor(distance), layout="interleaved") * k).sum()  # <R_r q, k> = <R_m q, R_n k>
+    h = torch.view_as_complex(q.reshape(-1, 2).contiguous()) * torch.view_as_complex(k.reshape(-1, 2).contiguous()).conj()
+    h_steps = (torch.cat([h, h.new_zeros(1)]).diff()).abs().max()
+    bound = h_steps * (d // 2) * rope_decay_bound(torch.tensor(distance), d)
+    assert abs(float(logit)) <= float(bound) * (1 + 1e-12), f"logit {float(logit)} exceeds bound {float(bound)}"
+
+
+def test_decay_bound_decays_on_average():
+    near = rope_decay_bound(torch.arange(0, 64), 128).mean()
+    far = rope_decay_bound(torch.arange(4000, 4064), 128).mean()
+    assert far < near / 2, f"mean bound {float(far):.2f} at ~4000 vs {float(near):.2f} at < 64"
+
+
+def test_decay_bound_rejects_bad_input():
+    with pytest.raises(TypeError, match="distances must be a torch.Tensor"):
+        rope_decay_bound([1, 2], 8)
+    with pytest.raises(ValueError, match="rotary_dim must be a positive even integer"):
+        rope_decay_bound(torch.tensor([1]), 7)
+    with pytest.raises(ValueError, match="base must be > 1"):
+        rope_decay_bound(torch.tensor([1]), 8, base=0.5)
+
+
+@pytest.mark.parametrize("cast", [torch.float16, torch.bfloat16])
+def test_module_keeps_fp32_tables_after_a_dtype_cast(cast):
+    # Module.half() / .to(bf16) casts every floating buffer; the tables must come back in fp32.
+    x = torch.randn(1, 2, 6, 16)
+    positions = torch.arange(300, 306)
+    rope = RotaryEmbedding(16, max_positions=512).to(cast)
+    q_rot, k_rot = rope(x.to(cast), x.to(cast), positions)
+    assert rope.cos_cached.dtype == torch.float32 and q_rot.dtype == cast
+    torch.testing.assert_close(q_rot, apply_rope(x.to(cast), positions), rtol=0, atol=0)
+
+
+def test_module_rejects_bad_positions_and_shapes():
+    rope = RotaryEmbedding(8, max_positions=16)
+    q = torch.zeros(1, 1, 2, 8)
+    with pytest.raises(ValueError, match="non-negative"):
+        rope(q, q, torch.tensor([-1, 0]))  # would silently index the end of the cache
+    with pytest.raises(TypeError, match="integer tensor"):
+        rope(q, q, torch.tensor([0.0, 1.0]))
+    with pytest.raises(TypeError, match="integer tensor"):
+        rope(q, q, torch.tensor([True, False]))
+    with pytest.raises(ValueError, match="k must end in head_dim=8"):
+        rope(q, torch.zeros(1, 1, 2, 6), torch.arange(2))

@@ -19,6 +19,9 @@ Two conventions for *which* channels form a pair are in use:
 They are the same operation up to a fixed permutation of channels. Angles are always
 computed in fp32 (positions near 100k in fp16 would otherwise lose every digit of the
 angle), and the result is cast back to the input dtype.
+
+The logit of rotated vectors decays, on average, with the distance :math:`|m - n|`; the
+RoFormer paper's upper bound on that decay is :func:`rope_decay_bound`.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-__all__ = ["rope_angles", "apply_rope", "RotaryEmbedding"]
+__all__ = ["rope_angles", "apply_rope", "rope_decay_bound", "RotaryEmbedding"]
 
 Layout = Literal["half", "interleaved"]
 
@@ -121,11 +124,57 @@ def apply_rope(
     return _rotate(x, angles.cos(), angles.sin(), rotary_dim, layout)
 
 
+def rope_decay_bound(distances: torch.Tensor, rotary_dim: int, base: float = 10000.0) -> torch.Tensor:
+    r"""The RoFormer paper's long-range decay curve: the relative upper bound of a RoPE logit.
+
+    Write the rotated logit in complex form, :math:`\sum_{i=0}^{d/2-1} h_i e^{\mathrm{i} r \theta_i}`
+    with :math:`h_i = q_{[2i:2i+2]} \bar k_{[2i:2i+2]}` and relative distance :math:`r = m - n`.
+    Abel summation with the partial sums :math:`S_j = \sum_{i<j} e^{\mathrm{i} r \theta_i}`
+    (and :math:`h_{d/2} = 0`) gives
+
+    .. math::
+
+        \Big|\sum_i h_i e^{\mathrm{i} r \theta_i}\Big|
+        \le \max_i |h_{i+1} - h_i| \sum_{j=1}^{d/2} |S_j|
+        = \max_i |h_{i+1} - h_i| \cdot \tfrac{d}{2} \cdot B(r),
+
+    and this function returns :math:`B(r) = \frac{1}{d/2} \sum_{j=1}^{d/2} |S_j|` (equal to
+    :math:`(d/2 + 1)/2` at :math:`r = 0`), the quantity plotted in Figure 2 of the paper. It
+    shrinks, with oscillations, as :math:`|r|` grows. Computed in fp64.
+
+    Shape:
+        distances: ``(...)``; result: ``(...)``, fp64.
+
+    Args:
+        distances: Relative distances :math:`r` (integer or real; the curve is even in r).
+        rotary_dim: Number of rotated channels :math:`d` (positive, even).
+        base: Frequency base, :math:`\theta_i = \text{base}^{-2i/d}`.
+
+    Returns:
+        :math:`B(r)` for every distance.
+
+    Raises:
+        TypeError: If ``distances`` is not a tensor.
+        ValueError: If ``rotary_dim`` is not a positive even integer or ``base <= 1``.
+
+    Examples:
+        >>> rope_decay_bound(torch.tensor([0]), 8)
+        tensor([2.5000], dtype=torch.float64)
+    """
+    if not isinstance(distances, torch.Tensor):
+        raise TypeError(f"distances must be a torch.Tensor, got {type(distances).__name__}")
+    angles = rope_angles(distances, rotary_dim, base, dtype=torch.float64)  # r * theta_i: (..., d/2)
+    phases = torch.polar(torch.ones_like(angles), angles)  # e^{i r theta_i}
+    partial_sums = phases.cumsum(dim=-1)  # S_j = sum_{i < j} e^{i r theta_i}, j = 1 .. d/2
+    return partial_sums.abs().mean(dim=-1)  # (1 / (d/2)) sum_j |S_j|
+
+
 class RotaryEmbedding(nn.Module):
     """RoPE with cached cos/sin tables, for use inside an attention layer.
 
-    The tables grow on demand when a longer sequence arrives; they are kept in fp32 and
-    not saved in the ``state_dict`` (they are a pure function of the configuration).
+    The tables grow on demand when a longer sequence arrives; they are kept in fp32 (and
+    rebuilt in fp32 on the next call if ``.half()`` or ``.to(dtype)`` cast them) and not
+    saved in the ``state_dict`` (they are a pure function of the configuration).
 
     Args:
         head_dim: Channels per head.
@@ -166,10 +215,39 @@ class RotaryEmbedding(nn.Module):
         self.cos_cached, self.sin_cached = angles.cos(), angles.sin()
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rotate ``q`` and ``k`` (``(batch, heads, seq, head_dim)``) by integer ``positions``."""
+        """Rotate ``q`` and ``k`` by integer ``positions``.
+
+        Shape:
+            q, k: ``(batch, heads, seq, head_dim)`` (any leading dims); positions: ``(seq,)``
+            or broadcastable to ``(..., seq)``, e.g. ``(batch, 1, seq)``.
+
+        Args:
+            q: Queries.
+            k: Keys (same positions as ``q``).
+            positions: Non-negative integer positions (indices into the cos/sin cache).
+
+        Returns:
+            The rotated ``(q, k)``, each in its own dtype (computed in fp32).
+
+        Raises:
+            TypeError: If ``positions`` is not an integer tensor.
+            ValueError: If a position is negative or ``q``/``k`` do not end in ``head_dim``.
+        """
+        integer = isinstance(positions, torch.Tensor) and not (
+            positions.is_floating_point() or positions.is_complex() or positions.dtype == torch.bool
+        )
+        if not integer:
+            got = getattr(positions, "dtype", type(positions).__name__)
+            raise TypeError(f"positions must be an integer tensor, got {got}")
+        for name, tensor in (("q", q), ("k", k)):
+            if tensor.shape[-1] != self.head_dim:
+                raise ValueError(f"{name} must end in head_dim={self.head_dim}, got shape {tuple(tensor.shape)}")
+        if positions.numel() and int(positions.min()) < 0:
+            raise ValueError(f"positions must be non-negative, got minimum {int(positions.min())}")
         if positions.numel() and int(positions.max()) >= self.cos_cached.shape[0]:
             self._build(max(int(positions.max()) + 1, 2 * self.cos_cached.shape[0]), positions.device)
-        if self.cos_cached.device != positions.device:
+        # .to(device) moves the tables and .half()/.to(dtype) casts them: rebuild in fp32 when either happened
+        if self.cos_cached.device != positions.device or self.cos_cached.dtype != torch.float32:
             self._build(self.cos_cached.shape[0], positions.device)
         cos, sin = self.cos_cached[positions], self.sin_cached[positions]
         return (

@@ -111,8 +111,9 @@ class MedusaHeads(nn.Module):
                 output.weight.data.copy_(lm_head.weight.data)
             self.heads.append(nn.Sequential(*[_ResidualSiLU(d_model) for _ in range(num_layers)], output))
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return torch.stack([head(hidden) for head in self.heads])
+    def forward(self, hidden: torch.Tensor, num_heads: int | None = None) -> torch.Tensor:
+        """Logits of the first ``num_heads`` heads (all by default), stacked on a new first axis."""
+        return torch.stack([head(hidden) for head in self.heads[:num_heads]])
 
 
 @dataclass(frozen=True)
@@ -320,7 +321,7 @@ def medusa_generate(
         while generated < max_new_tokens:
             # 1. candidates: the LM head's token (root) and each Medusa head's top-k
             root = _pick(logits, temperature if typical else 0.0, generator)
-            medusa_logits = heads(hidden)[: tree.depth]  # (depth, vocab)
+            medusa_logits = heads(hidden, tree.depth)  # (depth, vocab): only the heads the tree uses
             flat = torch.cat([root.view(1), medusa_logits.topk(tree.topk, dim=-1).indices.flatten()])
             tree_tokens = flat[tree_indices]  # (T,)
             # 2. verify all nodes in one pass: cache + tree attention, positions cache + depth
