@@ -230,3 +230,45 @@ def test_site_from_the_file_system(browser, built_site: Path):
         visit.assert_clean()
     finally:
         visit.close()
+
+
+# --- the guards themselves can fail ------------------------------------------------------
+
+
+def test_strict_build_fails_on_a_broken_link(tmp_path: Path):
+    """Guard (d): a page with a dead link makes ``mkdocs build --strict`` fail."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.md").write_text("# Home\n\nSee [a missing page](missing.md).\n")
+    (tmp_path / "mkdocs.yml").write_text("site_name: sample\nnav:\n  - index.md\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert result.returncode != 0, "a strict build with a broken link must fail"
+    assert "missing.md" in result.stdout + result.stderr
+
+
+@pytest.mark.browser
+def test_browser_guard_catches_outside_requests_and_page_errors(browser, tmp_path: Path):
+    """Guard (e): a page that loads a script from another host or throws is reported."""
+    (tmp_path / "bad.html").write_text(
+        "<html><body><script src='https://cdn.example.org/lib.js'></script>"
+        "<script>throw new Error('boom')</script></body></html>"
+    )
+    handler = functools.partial(_QuietHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    visit = _Visit(browser, allowed_hosts={"127.0.0.1"})
+    try:
+        visit.page.goto(f"http://127.0.0.1:{server.server_address[1]}/bad.html", wait_until="load")
+        assert visit.outside == ["https://cdn.example.org/lib.js"]
+        with pytest.raises(AssertionError, match="requests to other hosts"):
+            visit.assert_clean()
+        visit.outside.clear()
+        with pytest.raises(AssertionError, match="boom"):
+            visit.assert_clean()
+    finally:
+        visit.close()
+        server.shutdown()
+        server.server_close()
