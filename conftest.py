@@ -22,6 +22,13 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
     # Matplotlib must never try to open a window while tests or docs blocks run.
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # Several chapters start from the pretrained small GPT. Train it (about a minute, once
+    # per machine; later runs load it from the user cache) before any worker starts, so no
+    # docs block pays for it and parallel workers never train it twice.
+    if config.getoption("codeblocks", default=False) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        from dlnotes.common.pretrain import pretrained_gpt
+
+        pretrained_gpt()
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -124,3 +124,27 @@ def test_free_port_can_be_bound():
 def test_rank_error_keeps_its_fields():
     error = RankError("rank 2 exited with code 9", rank=2, exitcode=9)
     assert (str(error), error.rank, error.exitcode, error.remote_traceback) == ("rank 2 exited with code 9", 2, 9, "")
+
+
+@pytest.mark.multiprocess
+def test_a_taken_port_is_retried_on_a_fresh_one(monkeypatch):
+    """If the group cannot form (here: the master port is already taken), launch retries."""
+    import socket
+
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    taken = blocker.getsockname()[1]
+    real_free_port = launcher.free_port
+    offered = []
+
+    def first_a_taken_port(host: str = "127.0.0.1") -> int:
+        offered.append(taken if not offered else real_free_port(host))
+        return offered[-1]
+
+    monkeypatch.setattr(launcher, "free_port", first_a_taken_port)
+    try:
+        assert launcher.launch(rank_and_world_size, 2, timeout=30) == (0, 2)
+    finally:
+        blocker.close()
+    assert offered[0] == taken and len(offered) >= 2, offered

@@ -40,10 +40,12 @@ from __future__ import annotations
 import torch
 
 from dlnotes.attention.sdpa import check_attention_inputs, repeat_kv, resolve_scale
+from dlnotes.foundations.api_export import export
 
 __all__ = ["flash_attention_reference", "flash_attention_reference_backward", "online_softmax"]
 
 
+@export("attention.online_softmax")
 def online_softmax(x: torch.Tensor, block: int) -> torch.Tensor:
     """Softmax over the last dimension, computed by one streaming pass over blocks of columns.
 
@@ -89,6 +91,7 @@ def online_softmax(x: torch.Tensor, block: int) -> torch.Tensor:
     return (torch.exp(work - running_max[..., None]) / running_sum[..., None]).to(x.dtype)
 
 
+@export("attention.flash_attention_reference")
 def flash_attention_reference(
     q: torch.Tensor,
     k: torch.Tensor,

@@ -36,6 +36,7 @@ import torch
 
 from dlnotes._triton import INTERPRET, tl, triton
 from dlnotes.attention.sdpa import check_attention_inputs, resolve_scale
+from dlnotes.foundations.api_export import export
 
 __all__ = ["HEAD_DIMS", "flash_attention"]
 
@@ -318,6 +319,7 @@ def _backward_dq_kernel(
 # ----------------------------------------------------------------------------- wrapper
 
 
+@export("attention.flash_attention")
 def flash_attention(
     q: torch.Tensor,
     k: torch.Tensor,

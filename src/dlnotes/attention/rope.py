@@ -30,6 +30,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from dlnotes.foundations.api_export import export
 
 __all__ = ["rope_angles", "apply_rope", "rope_decay_bound", "RotaryEmbedding"]
 
@@ -65,6 +66,7 @@ def rope_angles(
     return positions.to(dtype)[..., None] * inv_freq  # m * theta_i
 
 
+@export("attention.apply_rope")
 def apply_rope(
     x: torch.Tensor,
     positions: torch.Tensor,
@@ -169,6 +171,7 @@ def rope_decay_bound(distances: torch.Tensor, rotary_dim: int, base: float = 100
     return partial_sums.abs().mean(dim=-1)  # (1 / (d/2)) sum_j |S_j|
 
 
+@export("attention.RotaryEmbedding")
 class RotaryEmbedding(nn.Module):
     """RoPE with cached cos/sin tables, for use inside an attention layer.
 

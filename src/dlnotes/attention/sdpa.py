@@ -27,6 +27,7 @@ import math
 from typing import NamedTuple
 
 import torch
+from dlnotes.foundations.api_export import export
 
 __all__ = [
     "AttentionShape",
@@ -128,6 +129,7 @@ def check_attention_inputs(
     return AttentionShape(batch, heads, kv_heads, seq_q, seq_k, head_dim, value_dim)
 
 
+@export("attention.causal_mask")
 def causal_mask(seq_q: int, seq_k: int, device: torch.device | str | None = None) -> torch.Tensor:
     """Boolean causal mask aligned bottom-right; ``True`` means "may attend".
 
@@ -206,6 +208,7 @@ def repeat_kv(k: torch.Tensor, n_rep: int) -> torch.Tensor:
     return k[:, :, None].expand(batch, kv_heads, n_rep, seq, dim).reshape(batch, kv_heads * n_rep, seq, dim)
 
 
+@export("attention.attention_reference")
 def attention_reference(
     q: torch.Tensor,
     k: torch.Tensor,

@@ -10,10 +10,12 @@ predictable enough for speculative decoding to pay off.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import torch
+from dlnotes.foundations.api_export import export
 
-__all__ = ["corpus", "train_val_split", "random_batch"]
+__all__ = ["corpus", "sentences_text", "train_val_split", "random_batch"]
 
 _PEOPLE = {
     # name: (home town, favourite food, pet, job)
@@ -59,6 +61,7 @@ def _sentence(rng: random.Random) -> str:
     return f"{name} meets {other} at {rng.choice(_PLACES)} and they talk about {_PEOPLE[other][1]}."
 
 
+@export("common.corpus")
 def corpus(num_chars: int = 200_000, seed: int = 0) -> str:
     """Generate the project's training text.
 
@@ -76,12 +79,29 @@ def corpus(num_chars: int = 200_000, seed: int = 0) -> str:
         >>> corpus(80).split(".")[0]
         'we count four five six'
     """
-    if num_chars <= 0:
-        raise ValueError(f"num_chars must be positive, got {num_chars}")
+    return sentences_text(_sentence, num_chars, seed)
+
+
+def sentences_text(sentence: Callable[[random.Random], str], num_chars: int, seed: int = 0) -> str:
+    """Lines of one to three generated sentences until about ``num_chars`` characters.
+
+    Args:
+        sentence: Draws one sentence from a ``random.Random``.
+        num_chars: Approximate length (the text stops at the first line end after it).
+        seed: Seed of the generator.
+
+    Returns:
+        The lines joined by newlines, ending in a newline.
+
+    Raises:
+        ValueError: If ``num_chars`` is not a positive integer.
+    """
+    if isinstance(num_chars, bool) or not isinstance(num_chars, int) or num_chars <= 0:
+        raise ValueError(f"num_chars must be a positive integer, got {num_chars!r}")
     rng = random.Random(seed)
     lines, length = [], 0
     while length < num_chars:
-        line = " ".join(_sentence(rng) for _ in range(rng.randrange(1, 4)))
+        line = " ".join(sentence(rng) for _ in range(rng.randrange(1, 4)))
         lines.append(line)
         length += len(line) + 1
     return "\n".join(lines) + "\n"

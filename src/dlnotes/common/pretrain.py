@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from dlnotes.common.data import corpus, random_batch, train_val_split
 from dlnotes.models.gpt import GPT, GPTConfig
 from dlnotes.models.tokenizer import CharTokenizer
+from dlnotes.foundations.api_export import export
 
 __all__ = ["TrainingConfig", "Pretrained", "cache_dir", "train_language_model", "evaluate_loss", "pretrained_gpt"]
 
@@ -128,6 +129,7 @@ def evaluate_loss(model: GPT, ids: torch.Tensor, block_size: int, max_windows: i
     return sum(losses) / len(losses)
 
 
+@export("common.pretrained_gpt")
 def pretrained_gpt(
     config: GPTConfig | None = None,
     training: TrainingConfig | None = None,

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from dlnotes.common.data import random_batch
 from dlnotes.models.gpt import GPT, KVCache, cache_length
+from dlnotes.foundations.api_export import export
 
 __all__ = [
     "MedusaHeads",
@@ -59,6 +60,7 @@ class _ResidualSiLU(nn.Module):
         return x + F.silu(self.linear(x))
 
 
+@export("decoding.MedusaHeads")
 class MedusaHeads(nn.Module):
     """``num_heads`` extra heads on the last hidden state; head ``k`` predicts token ``t + k + 2``.
 
@@ -150,6 +152,7 @@ class MedusaTree:
         return max(len(choice) for choice in self.choices)
 
 
+@export("decoding.build_tree")
 def build_tree(medusa_choices: Sequence[Sequence[int]], topk: int = 10) -> MedusaTree:
     """Build the tree attention mask, positions and index tables from ``medusa_choices``.
 
@@ -240,6 +243,7 @@ class MedusaStats:
         return sum(self.accepted) / max(1, len(self.accepted))
 
 
+@export("decoding.medusa_generate")
 @torch.no_grad()
 def medusa_generate(
     model: GPT,
@@ -412,6 +416,7 @@ def self_distillation_data(
     return torch.cat(pieces)
 
 
+@export("decoding.train_medusa_heads")
 def train_medusa_heads(
     model: GPT,
     heads: MedusaHeads,

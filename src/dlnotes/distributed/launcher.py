@@ -41,6 +41,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from dlnotes.foundations.api_export import export
 
 __all__ = ["BACKENDS", "STARTUP_TIMEOUT", "RankError", "default_backend", "free_port", "launch", "worker_device"]
 
@@ -53,6 +54,7 @@ STARTUP_TIMEOUT = 120.0
 
 _POLL_SECONDS = 0.02  # how often the parent looks at its children
 _GRACE_SECONDS = 0.5  # how long a dead child's last message may take to arrive
+_RENDEZVOUS_ATTEMPTS = 3  # process-group start-ups tried before a rendezvous failure is raised
 _EXIT_GRACE_SECONDS = 5.0  # how long finished children may take to shut down cleanly
 
 
@@ -71,6 +73,10 @@ class RankError(RuntimeError):
         self.rank = rank
         self.exitcode = exitcode
         self.remote_traceback = remote_traceback
+
+
+class _RendezvousError(RankError):
+    """The ranks could not form the process group; no rank ran ``fn``."""
 
 
 def default_backend(world_size: int = 1) -> str:
@@ -111,6 +117,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
+@export("distributed.launch")
 def launch(fn: Callable[..., Any], world_size: int, *args: Any, backend: str | None = None, timeout: float = 60.0) -> Any:
     """Run ``fn(*args)`` in ``world_size`` new processes that form one process group.
 
@@ -135,7 +142,8 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, backend: str | N
         TypeError: If ``fn`` is not callable or ``fn``/``args`` cannot be pickled.
         ValueError: If ``world_size < 1``, ``timeout <= 0``, ``backend`` is unknown, or
             ``"nccl"`` is asked for with fewer GPUs than processes.
-        RankError: If a rank raised (chained to that exception) or died without reporting.
+        RankError: If a rank raised (chained to that exception) or died without reporting,
+            or the process group could not be formed in three attempts on fresh ports.
         TimeoutError: If ranks were still running ``timeout`` seconds after all joined,
             or had not joined within :data:`STARTUP_TIMEOUT` seconds.
 
@@ -145,6 +153,19 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, backend: str | N
         (0, 2)
     """
     payload, backend = _check_arguments(fn, world_size, args, backend, timeout)
+    for attempt in range(_RENDEZVOUS_ATTEMPTS):
+        try:
+            return _launch_once(payload, world_size, backend, timeout)
+        except _RendezvousError:
+            # The group never formed (e.g. another program took a port between our probe and
+            # the bind, or a peer connection was refused under load), so no rank has run fn:
+            # try again on a fresh port, and report the failure after the last attempt.
+            if attempt == _RENDEZVOUS_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _launch_once(payload: bytes, world_size: int, backend: str, timeout: float) -> Any:
     context = mp.get_context("spawn")
     # One pipe per rank: only that child holds the writing end, so if it dies, even in the
     # middle of a message, reading gives EOFError instead of waiting forever.
@@ -205,6 +226,7 @@ def _supervise(processes: list, readers: list, timeout: float) -> Any:
     joined: set[int] = set()
     finished: set[int] = set()
     errors: dict[int, tuple[float, bytes]] = {}  # rank -> (when it was raised, report)
+    rendezvous: set[int] = set()  # ranks whose error came from joining the process group
     closed: set[int] = set()  # ranks whose pipe reached its end
     result = None
 
@@ -224,6 +246,8 @@ def _supervise(processes: list, readers: list, timeout: float) -> Any:
                             result = pickle.loads(body)
                     else:
                         errors.setdefault(rank, (sent_at, body))
+                        if kind == "rendezvous":
+                            rendezvous.add(rank)
             except (EOFError, OSError):
                 closed.add(rank)  # the child exited (or died mid-message)
 
@@ -245,6 +269,9 @@ def _supervise(processes: list, readers: list, timeout: float) -> Any:
             time.sleep(_GRACE_SECONDS)
             read_messages()
             dead = silent_deaths()
+            if errors and not joined and set(errors) <= rendezvous:
+                rank = min(errors, key=lambda r: errors[r][0])
+                raise _RendezvousError(str(_rank_error(rank, errors[rank][1])), rank=rank)
             if dead or errors:
                 raise _first_failure(processes, dead, errors)
         if time.monotonic() > deadline:
@@ -331,7 +358,15 @@ def _run_rank(payload: bytes, rank: int, world_size: int, port: int, backend: st
             torch.cuda.set_device(rank)
         # The parent enforces ``timeout``; the group's own limit only has to outlast start-up.
         limit = datetime.timedelta(seconds=max(timeout, STARTUP_TIMEOUT))
+    except BaseException as error:
+        report("error", _describe(error))
+        return
+    try:
         dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world_size, timeout=limit)
+    except BaseException as error:
+        report("rendezvous", _describe(error))  # the parent may retry on a fresh port
+        return
+    try:
         report("joined", b"")
         result = fn(*args)
         body = pickle.dumps(result if rank == 0 else None)

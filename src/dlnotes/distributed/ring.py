@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
+from dlnotes.foundations.api_export import export
 
 __all__ = ["ring_steps", "ring_all_reduce", "simulate_ring_all_reduce"]
 
@@ -56,6 +57,7 @@ def ring_steps(rank: int, world_size: int) -> list[tuple[str, int, int]]:
     return steps
 
 
+@export("distributed.ring_all_reduce")
 def ring_all_reduce(tensor: torch.Tensor, group: dist.ProcessGroup | None = None) -> torch.Tensor:
     """Sum ``tensor`` over all ranks of ``group``, in place, by the ring algorithm.
 

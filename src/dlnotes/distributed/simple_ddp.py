@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch import nn
 
 from dlnotes.distributed.ring import ring_all_reduce
+from dlnotes.foundations.api_export import export
 
 __all__ = ["SimpleDDP"]
 
@@ -47,6 +48,7 @@ class _Bucket:
     names: list[str] = field(default_factory=list)
 
 
+@export("distributed.SimpleDDP")
 class SimpleDDP(nn.Module):
     """Wrap a module so that ``backward`` leaves the rank-averaged gradient in every ``.grad``.
 

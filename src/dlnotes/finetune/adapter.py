@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from dlnotes.finetune.targets import Targets, wrap_linear_targets
+from dlnotes.foundations.api_export import export
 
 __all__ = ["Adapter", "AdaptedLayer", "add_adapters"]
 
@@ -77,6 +78,7 @@ class AdaptedLayer(nn.Module):
         return self.adapter(self.layer(*args, **kwargs))
 
 
+@export("finetune.add_adapters")
 def add_adapters(
     model: nn.Module,
     bottleneck: int = 64,

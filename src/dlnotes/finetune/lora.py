@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from dlnotes.finetune.targets import Targets, wrap_linear_targets
+from dlnotes.foundations.api_export import export
 
 __all__ = [
     "LoRALinear",
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 
+@export("finetune.LoRALinear")
 class LoRALinear(nn.Module):
     """An ``nn.Linear`` plus a trainable low-rank update :math:`\\tfrac{\\alpha}{r} B A`.
 
@@ -117,6 +119,7 @@ class LoRALinear(nn.Module):
         return f"r={self.r}, alpha={self.alpha}, scaling={self.scaling:g}, merged={self.merged}"
 
 
+@export("finetune.apply_lora")
 def apply_lora(
     model: nn.Module,
     target_modules: Targets,
@@ -163,6 +166,7 @@ def apply_lora(
     )
 
 
+@export("finetune.merge_lora")
 def merge_lora(model: nn.Module) -> nn.Module:
     """Merge every :class:`LoRALinear` of ``model`` into its base weight (in place)."""
     for module in _lora_layers(model):
@@ -170,6 +174,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
     return model
 
 
+@export("finetune.unmerge_lora")
 def unmerge_lora(model: nn.Module) -> nn.Module:
     """Undo :func:`merge_lora` (in place)."""
     for module in _lora_layers(model):
@@ -177,6 +182,7 @@ def unmerge_lora(model: nn.Module) -> nn.Module:
     return model
 
 
+@export("finetune.lora_state_dict")
 def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """Only the adapter weights: the ``lora_A``/``lora_B`` entries of ``model.state_dict()``."""
     return {
@@ -186,6 +192,7 @@ def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
+@export("finetune.load_lora_state_dict")
 def load_lora_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> nn.Module:
     """Load adapter weights saved by :func:`lora_state_dict` into a model with the same LoRA layers.
 
@@ -205,6 +212,7 @@ def load_lora_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor]) 
     return model
 
 
+@export("finetune.count_parameters")
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """``(trainable, total)`` parameter counts (shared tensors counted once)."""
     seen: set[int] = set()

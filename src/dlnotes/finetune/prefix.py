@@ -15,6 +15,9 @@ tokens' positions start at :math:`p`, as they would after :math:`p` cached token
 
 *Prompt tuning* is the lighter comparison: only :math:`p` input embeddings are learned
 and prepended to the embedded input; the layers above see them as ordinary tokens.
+*P-tuning* (Liu et al., "GPT Understands, Too", 2021, https://arxiv.org/abs/2103.10385)
+produces those embeddings with a prompt encoder, a bidirectional LSTM followed by an MLP
+over trainable pseudo-token inputs, so that the virtual tokens depend on each other.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ import torch
 from torch import nn
 
 from dlnotes.models.gpt import GPT, GPTOutput, KVCache
+from dlnotes.foundations.api_export import export
 
-__all__ = ["PrefixTuning", "PromptTuning"]
+__all__ = ["PrefixTuning", "PromptTuning", "PTuning"]
 
 
+@export("finetune.PrefixTuning")
 class PrefixTuning(nn.Module):
     """Trainable per-layer prefix keys/values in front of a frozen :class:`~dlnotes.models.gpt.GPT`.
 
@@ -105,6 +110,7 @@ class PrefixTuning(nn.Module):
         return self.model.generate(prompt_ids, max_new_tokens, past_key_values=self.prefix_key_values(1), **kwargs)
 
 
+@export("finetune.PromptTuning")
 class PromptTuning(nn.Module):
     """Trainable soft-prompt embeddings prepended to the input of a frozen GPT.
 
@@ -143,6 +149,10 @@ class PromptTuning(nn.Module):
             initial = 0.02 * torch.randn(num_virtual_tokens, model.config.d_model, generator=generator)
         self.soft_prompt = nn.Parameter(initial.to(embedding.device, embedding.dtype))
 
+    def prompt_embeddings(self) -> torch.Tensor:
+        """The ``(p, d_model)`` virtual-token embeddings put in front of the input."""
+        return self.soft_prompt
+
     @property
     def num_virtual_tokens(self) -> int:
         """Length of the soft prompt."""
@@ -155,7 +165,8 @@ class PromptTuning(nn.Module):
             input_ids, targets: ``(batch, seq)``; logits ``(batch, seq, vocab)``.
         """
         batch = input_ids.shape[0]
-        embeds = torch.cat([self.soft_prompt.expand(batch, -1, -1), self.model.tok_emb(input_ids)], dim=1)
+        prompt = self.prompt_embeddings()
+        embeds = torch.cat([prompt.expand(batch, -1, -1), self.model.tok_emb(input_ids)], dim=1)
         if targets is not None:  # no loss on the virtual tokens
             ignore = targets.new_full((batch, self.num_virtual_tokens), -100)
             targets = torch.cat([ignore, targets], dim=1)
@@ -169,7 +180,70 @@ class PromptTuning(nn.Module):
         was_training = self.model.training
         self.model.eval()
         try:
-            cache = self.model(inputs_embeds=self.soft_prompt[None], use_cache=True).past_key_values
+            cache = self.model(inputs_embeds=self.prompt_embeddings()[None], use_cache=True).past_key_values
         finally:
             self.model.train(was_training)
         return self.model.generate(prompt_ids, max_new_tokens, past_key_values=cache, **kwargs)
+
+
+@export("finetune.PTuning")
+class PTuning(PromptTuning):
+    """P-tuning: soft-prompt embeddings produced by a prompt encoder (BiLSTM, then MLP).
+
+    The trainable ``soft_prompt`` here is the encoder's *input* :math:`e_1 \\dots e_p`;
+    the virtual tokens put in front of the input are
+
+    .. math::
+
+        h_i = \\text{MLP}\\big([\\overrightarrow{\\text{LSTM}}(e_{1:i});
+        \\overleftarrow{\\text{LSTM}}(e_{i:p})]\\big),
+
+    so each virtual token depends on all the others. After training,
+    :meth:`materialize` replaces the encoder by its output, leaving plain prompt tuning.
+
+    Args:
+        model: The GPT to adapt (its parameters are frozen).
+        num_virtual_tokens: Number of virtual tokens ``p``.
+        hidden: Hidden size of each LSTM direction (default ``d_model // 2``).
+        seed: Seed of the encoder's and the inputs' initialisation.
+
+    Raises:
+        TypeError: If ``model`` is not a GPT.
+        ValueError: If ``num_virtual_tokens`` is invalid (see :class:`PromptTuning`) or
+            ``hidden`` is not a positive integer.
+
+    Examples:
+        >>> from dlnotes.models.gpt import GPTConfig
+        >>> tuned = PTuning(GPT(GPTConfig(vocab_size=10, n_layer=1, d_model=16)), num_virtual_tokens=3)
+        >>> tuple(tuned.prompt_embeddings().shape)
+        (3, 16)
+    """
+
+    def __init__(self, model: GPT, num_virtual_tokens: int, hidden: int | None = None, seed: int = 0) -> None:
+        super().__init__(model, num_virtual_tokens, seed=seed)
+        width = model.config.d_model
+        hidden = width // 2 if hidden is None else hidden
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+            raise ValueError(f"hidden must be a positive integer, got {hidden!r}")
+        device = self.soft_prompt.device
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            with torch.no_grad():  # unit-scale inputs: the LSTM's gates need more than 0.02
+                self.soft_prompt.normal_()
+            self.lstm = nn.LSTM(width, hidden, num_layers=2, bidirectional=True, batch_first=True).to(device)
+            self.mlp = nn.Sequential(nn.Linear(2 * hidden, width), nn.ReLU(), nn.Linear(width, width)).to(device)
+
+    def prompt_embeddings(self) -> torch.Tensor:
+        """``MLP(BiLSTM(soft_prompt))``, or the stored result after :meth:`materialize`."""
+        if self.lstm is None:
+            return self.soft_prompt
+        encoded, _ = self.lstm(self.soft_prompt[None])  # (1, p, 2 hidden): both directions
+        return self.mlp(encoded[0])
+
+    @torch.no_grad()
+    def materialize(self) -> None:
+        """Replace the encoder by the embeddings it produces (nothing else is needed at inference)."""
+        if self.lstm is not None:
+            embeddings = self.prompt_embeddings().detach().clone()
+            self.lstm, self.mlp = None, None
+            self.soft_prompt = nn.Parameter(embeddings)

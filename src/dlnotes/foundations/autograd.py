@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from dlnotes.foundations.api_export import export
 
 __all__ = ["Tensor", "no_grad", "is_grad_enabled"]
 
@@ -62,6 +63,7 @@ def is_grad_enabled() -> bool:
     return _GRAD_MODE.enabled
 
 
+@export("foundations.autograd.no_grad")
 class no_grad:  # noqa: N801  (lower case, like torch.no_grad)
     """Context manager (and decorator) that stops recording operations.
 
@@ -108,6 +110,7 @@ class _Version:
         self.value = 0
 
 
+@export("foundations.autograd.Tensor")
 class Tensor:
     """An n-dimensional array that can record the operations applied to it.
 

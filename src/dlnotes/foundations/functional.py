@@ -37,12 +37,14 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from dlnotes.foundations.api_export import export
 
 __all__ = ["BatchNorm2d", "Conv2d", "Dropout", "batch_norm", "conv2d", "dropout"]
 
 IntOrPair = int | Sequence[int]
 
 
+@export("foundations.conv2d")
 def conv2d(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -144,6 +146,7 @@ def conv2d(
     return out.squeeze(0) if unbatched else out
 
 
+@export("foundations.batch_norm")
 def batch_norm(
     input: torch.Tensor,
     running_mean: torch.Tensor | None,
@@ -258,6 +261,7 @@ def batch_norm(
     return out
 
 
+@export("foundations.dropout")
 def dropout(
     input: torch.Tensor,
     p: float = 0.5,
@@ -314,6 +318,7 @@ def dropout(
     return input * keep * scale
 
 
+@export("foundations.Conv2d")
 class Conv2d(nn.Module):
     """``nn.Module`` wrapper of :func:`conv2d`: owns ``weight`` and ``bias``.
 
@@ -404,6 +409,7 @@ class Conv2d(nn.Module):
         return text
 
 
+@export("foundations.BatchNorm2d")
 class BatchNorm2d(nn.Module):
     """``nn.Module`` wrapper of :func:`batch_norm` for ``(N, C, H, W)`` inputs.
 
@@ -497,6 +503,7 @@ class BatchNorm2d(nn.Module):
         )
 
 
+@export("foundations.Dropout")
 class Dropout(nn.Module):
     """``nn.Module`` wrapper of :func:`dropout` that follows ``train()`` / ``eval()``.
 

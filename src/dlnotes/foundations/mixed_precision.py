@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from dlnotes.foundations.api_export import export
 
 __all__ = [
     "DynamicLossScaler",
@@ -157,6 +158,7 @@ class FloatFormat:
     has_inf: bool
 
 
+@export("foundations.float_bits")
 def float_bits(x: float | torch.Tensor, dtype: torch.dtype) -> FloatBits:
     """Round ``x`` to ``dtype`` and split the stored number into sign, exponent and mantissa.
 
@@ -202,6 +204,7 @@ def float_bits(x: float | torch.Tensor, dtype: torch.dtype) -> FloatBits:
     return FloatBits(dtype, sign, exponent, mantissa, value, kind)
 
 
+@export("foundations.format_info")
 def format_info(dtype: torch.dtype) -> FloatFormat:
     """Range and precision of a floating-point dtype, computed from its bit layout.
 
@@ -288,6 +291,7 @@ def running_sum(values: torch.Tensor, accumulator_dtype: torch.dtype) -> torch.T
     return total
 
 
+@export("foundations.DynamicLossScaler")
 class DynamicLossScaler:
     """Loss scaling with a scale that adapts to overflow, step for step like ``torch.amp.GradScaler``.
 

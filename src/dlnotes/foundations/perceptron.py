@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
+from dlnotes.foundations.api_export import export
 
 __all__ = [
     "PerceptronFit",
@@ -150,6 +151,7 @@ def fits(points: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias:
     return bool((labels * (points @ weight + bias) > 0).all())
 
 
+@export("foundations.train_perceptron")
 def train_perceptron(
     points: torch.Tensor,
     labels: torch.Tensor,

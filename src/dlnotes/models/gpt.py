@@ -32,6 +32,7 @@ from torch import nn
 
 from dlnotes.attention.rope import RotaryEmbedding
 from dlnotes.models.sampling import sample_next_token
+from dlnotes.foundations.api_export import export
 
 __all__ = ["GPTConfig", "GPTOutput", "KVCache", "GPT", "cache_length"]
 
@@ -39,6 +40,7 @@ __all__ = ["GPTConfig", "GPTOutput", "KVCache", "GPT", "cache_length"]
 KVCache = tuple[tuple[torch.Tensor, torch.Tensor], ...]
 
 
+@export("models.GPTConfig")
 @dataclass(frozen=True)
 class GPTConfig:
     """Hyper-parameters of :class:`GPT`.
@@ -197,6 +199,7 @@ class Block(nn.Module):
         return x, present
 
 
+@export("models.GPT")
 class GPT(nn.Module):
     """A decoder-only transformer language model with a KV cache.
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import torch
+from dlnotes.foundations.api_export import export
 
 __all__ = ["CharTokenizer"]
 
 
+@export("models.CharTokenizer")
 class CharTokenizer:
     """Maps each character of a fixed alphabet to an integer id and back.
 

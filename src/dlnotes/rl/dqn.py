@@ -42,6 +42,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dlnotes.rl._checks import check_int, check_probability
+from dlnotes.foundations.api_export import export
 
 __all__ = ["DQNConfig", "DQNResult", "ReplayBuffer", "q_network", "linear_epsilon", "greedy_returns", "dqn"]
 
@@ -277,6 +278,7 @@ def greedy_returns(
     return returns
 
 
+@export("rl.dqn")
 def dqn(
     env: gymnasium.Env | str,
     config: DQNConfig | None = None,

@@ -55,6 +55,7 @@ import numpy as np
 from gymnasium import spaces
 
 from dlnotes.rl._checks import check_probability
+from dlnotes.foundations.api_export import export
 
 __all__ = [
     "ACTIONS",
@@ -92,6 +93,7 @@ BOOK_FORBIDDEN: tuple[tuple[int, int], ...] = ((2, 2), (2, 3), (3, 3), (4, 2), (
 BOOK_TARGET: tuple[int, int] = (4, 3)
 
 
+@export("rl.GridWorld")
 class GridWorld(gymnasium.Env):
     """The book's grid world as a gymnasium environment plus its explicit model.
 
@@ -467,6 +469,7 @@ def optimal_action_mask(q: np.ndarray, tol: float = 1e-6) -> np.ndarray:
     return q >= q.max(axis=-1, keepdims=True) - tol
 
 
+@export("rl.evaluate_policy")
 def evaluate_policy(world: GridWorld, policy: np.ndarray) -> np.ndarray:
     """Exact policy evaluation: solve the Bellman equation ``v = r_pi + gamma P_pi v``.
 
@@ -504,6 +507,7 @@ def evaluate_policy(world: GridWorld, policy: np.ndarray) -> np.ndarray:
     return v.reshape(world.shape)
 
 
+@export("rl.value_iteration")
 def value_iteration(world: GridWorld, tol: float = 1e-10, max_iterations: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
     """Optimal state values and a greedy optimal policy by value iteration.
 
@@ -551,6 +555,7 @@ def value_iteration(world: GridWorld, tol: float = 1e-10, max_iterations: int = 
     return v.reshape(world.shape), q.argmax(axis=1).reshape(world.shape)
 
 
+@export("rl.policy_iteration")
 def policy_iteration(world: GridWorld, epsilon: float = 0.0, max_iterations: int = 1_000) -> tuple[np.ndarray, np.ndarray]:
     """Policy iteration: exact evaluation (:func:`evaluate_policy`), then greedy improvement.
 

@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from dlnotes.rl._checks import check_int, check_probability
 from dlnotes.rl.gridworld import GridWorld, epsilon_greedy
+from dlnotes.foundations.api_export import export
 
 if TYPE_CHECKING:
     import gymnasium
@@ -229,6 +230,7 @@ def generate_episode(
 
 
 # ------------------------------------------------------------------------------ MC Basic
+@export("rl.mc_basic")
 def mc_basic(
     world: GridWorld,
     episode_length: int = 100,
@@ -324,6 +326,7 @@ def mc_basic(
 
 
 # ---------------------------------------------------------------- MC Exploring Starts
+@export("rl.mc_exploring_starts")
 def mc_exploring_starts(
     world: GridWorld,
     episodes: int = 5_000,
@@ -405,6 +408,7 @@ def mc_exploring_starts(
 
 
 # -------------------------------------------------------------------- MC epsilon-greedy
+@export("rl.mc_epsilon_greedy")
 def mc_epsilon_greedy(
     world: GridWorld,
     epsilon: float = 0.1,

@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 from dlnotes.rl._checks import check_int, check_probability
 from dlnotes.rl.dqn import DQNConfig, DQNResult, dqn
 from dlnotes.rl.gridworld import GridWorld, policy_probabilities
+from dlnotes.foundations.api_export import export
 
 __all__ = [
     "LinearValueResult",
@@ -95,6 +96,7 @@ class LinearQResult:
     history: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+@export("rl.td_linear")
 def td_linear(
     world: GridWorld,
     policy: np.ndarray,
@@ -260,6 +262,7 @@ def td_fixed_point(
     return np.linalg.lstsq(a_matrix, b_vector, rcond=None)[0]
 
 
+@export("rl.sarsa_fa")
 def sarsa_fa(
     world: GridWorld,
     features: np.ndarray,
@@ -318,6 +321,7 @@ def sarsa_fa(
                            off_policy=False)
 
 
+@export("rl.q_learning_fa")
 def q_learning_fa(
     world: GridWorld,
     features: np.ndarray,
