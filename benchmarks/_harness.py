@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import statistics
 import sys
 import time
@@ -68,6 +69,21 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     return "\n".join(lines)
 
 
+def peak_rss_increase(function: Callable[[], object]) -> int:
+    """Bytes by which the process's peak resident memory rises while ``function`` runs.
+
+    Linux only: the peak counter (``VmHWM``) is reset to the current resident size through
+    ``/proc/self/clear_refs`` just before the call and read right after it. Run it in a
+    fresh process after a warm-up call, so that only the call's own buffers count.
+    """
+    before = _status_bytes("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS counter (VmHWM) to now
+    result = function()
+    peak = _status_bytes("VmHWM")
+    del result
+    return peak - before
+
+
 def write_results(path: str | Path, results: dict) -> Path:
     """Write ``results`` plus the command, machine and versions to a JSON file under the repo."""
     target = ROOT / path
@@ -79,6 +95,11 @@ def write_results(path: str | Path, results: dict) -> Path:
     }
     target.write_text(json.dumps(payload, indent=2) + "\n")
     return target
+
+
+def _status_bytes(key: str) -> int:
+    text = Path("/proc/self/status").read_text()
+    return int(re.search(rf"^{key}:\s+(\d+) kB", text, re.MULTILINE).group(1)) * 1024
 
 
 def _cpu_name() -> str:

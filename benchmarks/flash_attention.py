@@ -29,15 +29,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from _harness import machine, markdown_table, median_times, write_results
+from _harness import machine, markdown_table, median_times, peak_rss_increase, write_results
 from dlnotes.attention.flash import flash_attention_reference
 from dlnotes.attention.sdpa import attention_reference
 
@@ -66,11 +64,6 @@ def cpu_call(method: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
 # ----------------------------------------------------------------------------- CPU memory
 
 
-def _proc_status(key: str) -> int:
-    text = Path("/proc/self/status").read_text()
-    return int(re.search(rf"^{key}:\s+(\d+) kB", text, re.MULTILINE).group(1)) * 1024
-
-
 def measure_memory_here(method: str, n: int) -> int:
     """Extra peak resident memory of one call, in bytes (run in a fresh process)."""
     torch.set_num_threads(1)
@@ -79,12 +72,7 @@ def measure_memory_here(method: str, n: int) -> int:
     q, k, v = cpu_inputs(n)
     call = cpu_call(method, q, k, v)
     with torch.no_grad():
-        before = _proc_status("VmRSS")
-        Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS counter (VmHWM) to now
-        out = call()
-        peak = _proc_status("VmHWM")
-    del out
-    return peak - before
+        return peak_rss_increase(call)
 
 
 def measure_memory(method: str, n: int) -> int:

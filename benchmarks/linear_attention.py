@@ -30,14 +30,12 @@ import argparse
 import json
 import math
 import os
-import re
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
 
-from _harness import machine, markdown_table, median_times, write_results
+from _harness import machine, markdown_table, median_times, peak_rss_increase, write_results
 from dlnotes.attention.linear import linear_attention
 from dlnotes.attention.sdpa import attention_reference
 
@@ -70,24 +68,13 @@ def methods_for(n: int, max_quadratic_gib: float, cuda: bool) -> list[str]:
 # ----------------------------------------------------------------------------- memory
 
 
-def _proc_status(key: str) -> int:
-    text = Path("/proc/self/status").read_text()
-    return int(re.search(rf"^{key}:\s+(\d+) kB", text, re.MULTILINE).group(1)) * 1024
-
-
 def cpu_memory_here(method: str, n: int) -> int:
     """Extra peak resident memory of one call, in bytes (run in a fresh process)."""
     torch.set_num_threads(1)
     with torch.no_grad():
         call(method, *inputs(256))()  # page in the code the call touches (RSS counts it)
         q, k, v = inputs(n)
-        function = call(method, q, k, v)
-        before = _proc_status("VmRSS")
-        Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS counter (VmHWM) to now
-        out = function()
-        peak = _proc_status("VmHWM")
-    del out
-    return peak - before
+        return peak_rss_increase(call(method, q, k, v))
 
 
 def cpu_memory(method: str, n: int) -> int:

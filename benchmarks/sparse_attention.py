@@ -26,13 +26,11 @@ import argparse
 import ctypes
 import ctypes.util
 import gc
-import re
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from _harness import machine, markdown_table, median_times, write_results
+from _harness import machine, markdown_table, median_times, peak_rss_increase, write_results
 from dlnotes.attention.sdpa import attention_reference
 from dlnotes.attention.sparse import block_sparse_cost, parse_pattern, sparse_attention
 
@@ -67,12 +65,8 @@ def peak_memory(function) -> int | None:
         function()
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - before
-    status, clear = Path("/proc/self/status"), Path("/proc/self/clear_refs")
     try:
-        clear.write_text("5")  # reset the peak resident set (VmHWM) to the current one
-        before = _kib(status, "VmRSS")
-        function()
-        return 1024 * (_kib(status, "VmHWM") - before)
+        return peak_rss_increase(function)
     except OSError:
         return None
 
@@ -88,10 +82,6 @@ def _fix_mmap_threshold(threshold: int = 1 << 16) -> None:
         libc.mallopt(-3, threshold)  # M_MMAP_THRESHOLD = -3; setting it disables the dynamic threshold
     except (OSError, AttributeError, TypeError):
         pass
-
-
-def _kib(status: Path, field: str) -> int:
-    return int(re.search(rf"{field}:\s+(\d+)", status.read_text()).group(1))
 
 
 def measure(spec: str, n: int, repeats: int) -> dict:
