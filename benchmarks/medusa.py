@@ -75,11 +75,11 @@ def main() -> None:
 
     bundle = pretrained_gpt()
     model, tokenizer = bundle.model, bundle.tokenizer
-    training_prompts = prompts(tokenizer, 16 if args.quick else 128, 12, seed=1)
+    training_prompts = prompts(tokenizer, 16 if args.quick else 256, 12, seed=1)
     data = self_distillation_data(model, training_prompts, length=120)
     heads = MedusaHeads(model.config.d_model, model.config.vocab_size, num_heads=5)
     losses = train_medusa_heads(
-        model, heads, data, steps=60 if args.quick else 1000, batch_size=16, block_size=64, learning_rate=3e-3
+        model, heads, data, steps=60 if args.quick else 3000, batch_size=16, block_size=64, learning_rate=3e-3
     )
     test_prompts = prompts(tokenizer, 3 if args.quick else 8, 16, seed=2)
     new_tokens = 60 if args.quick else 160

@@ -156,3 +156,14 @@ def test_generate_errors(model_and_heads):
         medusa_generate(model, heads, [1] * 10, 90, tree)
     with pytest.raises(ValueError, match="num_heads must be"):
         MedusaHeads(16, 12, num_heads=0)
+
+
+@pytest.mark.parametrize("num_layers", [0, 1, 2])
+def test_frozen_heads_equal_the_modules(num_layers):
+    torch.manual_seed(0)
+    heads = MedusaHeads(16, 12, num_heads=4, num_layers=num_layers)
+    with torch.no_grad():
+        for parameter in heads.parameters():
+            parameter.normal_(0, 0.3)
+    hidden = torch.randn(16)
+    torch.testing.assert_close(heads.frozen(3)(hidden), heads(hidden, 3))

@@ -117,6 +117,31 @@ class MedusaHeads(nn.Module):
         """Logits of the first ``num_heads`` heads (all by default), stacked on a new first axis."""
         return torch.stack([head(hidden) for head in self.heads[:num_heads]])
 
+    @torch.no_grad()
+    def frozen(self, num_heads: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A fast inference version of :meth:`forward` for one hidden vector.
+
+        The heads' weights are stacked once, so each call is a few batched matrix products
+        instead of one small module call per layer and head (decoding calls it every step).
+
+        Shape:
+            hidden: ``(d_model,)``; result: ``(num_heads, vocab_size)``.
+        """
+        heads = self.heads[:num_heads]
+        blocks = [
+            (torch.stack([head[i].linear.weight for head in heads]), torch.stack([head[i].linear.bias for head in heads]))
+            for i in range(len(heads[0]) - 1)
+        ]
+        output = torch.stack([head[-1].weight for head in heads])  # (K, vocab, d)
+
+        def apply(hidden: torch.Tensor) -> torch.Tensor:
+            x = hidden.expand(len(heads), -1).unsqueeze(-1)  # (K, d, 1)
+            for weight, bias in blocks:  # x + SiLU(W x + b), every head at once
+                x = x + F.silu(torch.baddbmm(bias.unsqueeze(-1), weight, x))
+            return torch.bmm(output, x).squeeze(-1)
+
+        return apply
+
 
 @dataclass(frozen=True)
 class MedusaTree:
@@ -311,6 +336,10 @@ def medusa_generate(
     typical = acceptance == "typical" and temperature > 0
     generator = torch.Generator(device=device).manual_seed(0 if seed is None else seed) if typical else None
     attn_mask, position_ids = tree.attn_mask.to(device), tree.position_ids.to(device)
+    guess = heads.frozen(tree.depth)  # only the heads the tree uses
+    # one mask buffer for the whole generation: the cache columns are all True, the tree
+    # block (ancestors only) moves right as the cache grows
+    mask_buffer = torch.zeros(tree.size, config.max_len, dtype=torch.bool, device=device)
     tree_indices, retrieve = tree.tree_indices.to(device), tree.retrieve_indices.to(device)
     was_training = model.training
     model.eval()
@@ -325,12 +354,14 @@ def medusa_generate(
         while generated < max_new_tokens:
             # 1. candidates: the LM head's token (root) and each Medusa head's top-k
             root = _pick(logits, temperature if typical else 0.0, generator)
-            medusa_logits = heads(hidden, tree.depth)  # (depth, vocab): only the heads the tree uses
+            medusa_logits = guess(hidden)  # (depth, vocab)
             flat = torch.cat([root.view(1), medusa_logits.topk(tree.topk, dim=-1).indices.flatten()])
             tree_tokens = flat[tree_indices]  # (T,)
             # 2. verify all nodes in one pass: cache + tree attention, positions cache + depth
             past = cache_length(cache)
-            mask = torch.cat([torch.ones(tree.size, past, dtype=torch.bool, device=device), attn_mask], dim=1)
+            mask_buffer[:, :past] = True
+            mask_buffer[:, past : past + tree.size] = attn_mask
+            mask = mask_buffer[:, : past + tree.size]
             out = model(
                 tree_tokens[None], past_key_values=cache, position_ids=past + position_ids,
                 attention_mask=mask, use_cache=True,
