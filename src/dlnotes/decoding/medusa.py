@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from dlnotes.common.data import random_batch
 from dlnotes.models.gpt import GPT, KVCache, cache_length
+from dlnotes.models.sampling import sample_next_token
 from dlnotes.foundations.api_export import export
 
 __all__ = [
@@ -353,7 +354,7 @@ def medusa_generate(
         generated = 0
         while generated < max_new_tokens:
             # 1. candidates: the LM head's token (root) and each Medusa head's top-k
-            root = _pick(logits, temperature if typical else 0.0, generator)
+            root = sample_next_token(logits, temperature if typical else 0.0, generator=generator)
             medusa_logits = guess(hidden)  # (depth, vocab)
             flat = torch.cat([root.view(1), medusa_logits.topk(tree.topk, dim=-1).indices.flatten()])
             tree_tokens = flat[tree_indices]  # (T,)
@@ -386,13 +387,6 @@ def medusa_generate(
         model.train(was_training)
     stats.seconds = time.perf_counter() - start
     return ids[: ids.numel() - generated + max_new_tokens], stats
-
-
-def _pick(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
-    if temperature == 0:
-        return logits.argmax()
-    probs = (logits.float() / temperature).softmax(-1)
-    return torch.multinomial(probs, 1, generator=generator)[0]
 
 
 def _best_path(
