@@ -131,9 +131,11 @@ def test_fast_methods_match_sequential(method, length, kind, options):
     torch.testing.assert_close(only_y, want_y, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["fixed", "variable", "grouped"])
 @pytest.mark.parametrize("chunk_size", [1, 3, 4, 16, 100])
-def test_chunked_any_chunk_size(chunk_size):
-    inputs = make_inputs(batch=1, dim=3, length=37, state=4, kind="variable")
+def test_chunked_any_chunk_size(chunk_size, kind):
+    # 37 steps: padded last chunks, and blocks of steps cut short inside a chunk
+    inputs = make_inputs(batch=2, dim=6, length=37, state=4, kind=kind, groups=3)
     want = selective_scan(**inputs, delta_softplus=True, return_last_state=True)
     got = selective_scan(**inputs, delta_softplus=True, return_last_state=True, method="chunked", chunk_size=chunk_size)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)

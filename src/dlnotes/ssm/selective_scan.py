@@ -58,6 +58,7 @@ Method = Literal["sequential", "parallel", "chunked", "triton"]
 
 #: The algorithms :func:`selective_scan` accepts for ``method``.
 METHODS: tuple[str, ...] = ("sequential", "parallel", "chunked", "triton")
+_BLOCK = 8  # steps discretised and read out together by the chunked scan
 
 
 @export("ssm.selective_scan")
@@ -261,13 +262,22 @@ def _scan_parallel(decay, drive, axis=2):
     return b.movedim(0, axis)  # with h_0 = 0 the state is the accumulated offset b
 
 
-def _scan_chunked(u32, delta32, A32, B, C, chunk_size=None):
+def _scan_chunked(u32, delta32, A32, B, C, chunk_size=None, block=_BLOCK):
     """Scan inside chunks of ``chunk_size`` steps at once, carry states across chunks.
 
-    Works from the raw inputs in a step-major layout, ``(size, state, batch, dim, chunks)``
-    once broadcast, and discretises one step of all chunks at a time, so every tensor
-    built inside the loops is ``(state, batch, dim, chunks)``: small enough to stay in
-    cache, with the state axis first so that ``C_t · x_t`` sums contiguous slabs.
+    The sequence is cut into ``chunks`` pieces of ``size`` steps. Step ``t`` of every chunk
+    is processed at once, on tensors laid out ``(batch, state, dim, chunks)``: small enough
+    to stay in cache. Three stages:
+
+    1. scan every chunk from a zero state, keeping only its final state;
+    2. carry across chunks, a linear recurrence over the chunk index
+       (``x_in(c+1) = exp(A Σ_{t in c} Δ_t) x_in(c) + local_end(c)``), in log depth;
+    3. rescan every chunk from its true incoming state, reading out ``y``.
+
+    Discretisation (``exp(Δ A)``, ``Δ u B``) and read-out are done ``block`` steps at a
+    time, so the per-step Python loop runs one fused multiply-add. Without autograd the
+    blocks live in two preallocated buffers updated in place (fresh large allocations
+    cost more than the arithmetic on CPU); with autograd the same steps run out of place.
     """
     batch, dim, length = u32.shape
     state = A32.shape[1]
@@ -276,52 +286,89 @@ def _scan_chunked(u32, delta32, A32, B, C, chunk_size=None):
     pad = chunks * size - length
     if pad:  # Δ = 0 gives the identity step (a, b) = (1, 0): earlier states are unchanged
         u32, delta32 = F.pad(u32, (0, pad)), F.pad(delta32, (0, pad))
-
-    def step_major(x):  # (batch, dim, chunks * size) -> (size, 1, batch, dim, chunks)
-        return x.view(batch, dim, chunks, size).permute(3, 0, 1, 2).unsqueeze(1).contiguous()
-
-    dt, du = step_major(delta32), step_major(delta32 * u32)
+    B6, groups = _step_major_matrix(B, batch, dim, chunks, size, pad)
+    C6, _ = _step_major_matrix(C, batch, dim, chunks, size, pad)
+    per_group = dim // groups
+    shape5 = (batch, state, dim, chunks)  # one step of every chunk
+    shape6 = (batch, state, groups, per_group, chunks)  # the same, channels split by group
+    dt = _step_major(delta32, size).unsqueeze(2)  # (size, batch, 1, dim, chunks)
+    du6 = _step_major(delta32 * u32, size).view(size, batch, 1, groups, per_group, chunks)
     # exp(Δ A) = 2^(Δ A log2 e): torch's exp2 is a few times faster than exp on CPU.
-    A_view = (A32 * math.log2(math.e)).t()[:, None, :, None]  # (state, 1, dim, 1)
-    B_steps = _step_major_matrix(B, batch, dim, chunks, size, pad)
-    C_steps = _step_major_matrix(C, batch, dim, chunks, size, pad)
+    A_view = (A32 * math.log2(math.e)).t()[None, :, :, None]  # (1, state, dim, 1)
+    inplace = not (torch.is_grad_enabled() and any(t.requires_grad for t in (u32, delta32, A32, B, C)))
+    block = min(block, size)
+    if inplace:
+        decay_buffer = dt.new_empty(block, *shape5)
+        state_buffer = dt.new_empty(block, *shape5)
+        y_steps = dt.new_empty(size, batch, dim, chunks)
 
     def run(x, read):
+        """Scan every chunk from ``x`` (``shape5``); returns the end states and y per block."""
         ys = []
-        for t in range(size):
-            # x_t = exp(Δ_t A) x_{t-1} + Δ_t u_t B_t, for step t of every chunk at once
-            # (in place where autograd allows: fewer full-size temporaries)
-            x = (dt[t] * A_view).exp2_().mul(x).addcmul_(du[t], B_steps[t])
-            if read:
-                ys.append(torch.linalg.vecdot(x, C_steps[t], dim=0))  # y_t = C_t · x_t
+        for start in range(0, size, block):
+            steps = slice(start, min(start + block, size))
+            n = steps.stop - steps.start
+            if inplace:
+                decay = torch.mul(dt[steps], A_view, out=decay_buffer[:n]).exp2_()
+                states = state_buffer[:n]
+                torch.mul(du6[steps], _at(B6, steps), out=states.view(n, *shape6))  # the drives Δ u B
+                states[0].addcmul_(decay[0], x)  # x_t = exp(Δ_t A) x_{t-1} + Δ_t u_t B_t
+                for i in range(1, n):
+                    states[i].addcmul_(decay[i], states[i - 1])
+                x.copy_(states[n - 1])
+                if read:  # y_t = C_t · x_t (the states are not needed after this)
+                    products = states.view(n, *shape6).mul_(_at(C6, steps))
+                    torch.sum(products, dim=2, out=y_steps[steps].view(n, batch, groups, per_group, chunks))
+            else:
+                decay = torch.exp2(dt[steps] * A_view)
+                drives = (du6[steps] * _at(B6, steps)).reshape(n, *shape5)
+                states = []
+                for i in range(n):
+                    x = torch.addcmul(drives[i], decay[i], x)
+                    states.append(x)
+                if read:
+                    products = torch.stack(states).view(n, *shape6) * _at(C6, steps)
+                    ys.append(products.sum(dim=2).reshape(n, batch, dim, chunks))
         return x, ys
 
     # 1. Each chunk's final state when started from zero.
-    local_end, _ = run(dt.new_zeros(state, batch, dim, chunks), read=False)
-    # 2. Carry across chunks, itself a linear recurrence over the chunk index:
-    #    x_in(c+1) = exp(A Σ_{t in c} Δ_t) x_in(c) + local_end(c). Scan it in log depth.
-    chunk_decay = torch.exp2(dt.sum(0) * A_view)  # (state, batch, dim, chunks)
-    ends = _scan_parallel(chunk_decay, local_end, axis=3)  # true state at the end of every chunk
+    local_end, _ = run(dt.new_zeros(shape5), read=False)
+    # 2. Carry across chunks: scan the chunk-level recurrence in log depth.
+    chunk_decay = torch.exp2(dt.sum(0) * A_view)  # (batch, state, dim, chunks)
+    ends = _scan_parallel(chunk_decay, local_end.clone() if inplace else local_end, axis=3)
     incoming = torch.cat([torch.zeros_like(ends[..., :1]), ends[..., :-1]], dim=3)
     # 3. Rerun every chunk from its true incoming state, reading out y.
     _, ys = run(incoming, read=True)
-    y = torch.stack(ys).permute(1, 2, 3, 0).reshape(batch, dim, chunks * size)[:, :, :length]
-    return y, ends[..., -1].permute(1, 2, 0)  # padded steps are identities: the last end is x_L
+    if not inplace:
+        y_steps = torch.cat(ys)
+    y = y_steps.view(size, -1).t().reshape(batch, dim, chunks * size)[:, :, :length]  # 2-D transpose: fast copy
+    return y, ends[..., -1].transpose(1, 2).contiguous()  # padded steps are identities: the last end is x_L
+
+
+def _at(matrix, steps):
+    """The ``steps`` of a step-major matrix; a fixed one (leading size 1) is the same at all."""
+    return matrix if matrix.shape[0] == 1 else matrix[steps]
+
+
+def _step_major(x, size):
+    """``(..., chunks * size)`` to ``(size, ..., chunks)`` as one 2-D transpose (torch copies those in tiles)."""
+    return x.reshape(-1, size).t().contiguous().view(size, *x.shape[:-1], -1)
 
 
 def _step_major_matrix(matrix, batch, dim, chunks, size, pad):
-    """B or C in float32, broadcastable to (size, state, batch, dim, chunks)."""
+    """B or C in float32 as ``(size or 1, batch or 1, state, groups, 1, chunks or 1)``, and ``groups``.
+
+    A fixed ``(dim, state)`` matrix is one group per channel; a ``(batch, state, L)`` one
+    is a single group; a ``(batch, groups, state, L)`` one keeps its groups.
+    """
     matrix = matrix.float()
     if matrix.dim() == 2:  # (dim, state): the same for every step
-        return matrix.t()[None, :, None, :, None].expand(size, matrix.shape[1], 1, dim, 1)
-    if matrix.dim() == 4:  # (batch, groups, state, L): one copy per channel of its group
-        matrix = matrix.repeat_interleave(dim // matrix.shape[1], dim=1)
-    else:  # (batch, state, L): shared by all channels
+        return matrix.t()[None, None, :, :, None, None], dim
+    if matrix.dim() == 3:  # (batch, state, L): shared by all channels
         matrix = matrix.unsqueeze(1)
-    matrix = F.pad(matrix, (0, pad))  # (batch, dim or 1, state, chunks * size)
     groups = matrix.shape[1]
-    # -> (size, state, batch, dim or 1, chunks), contiguous so each step is one block.
-    return matrix.view(batch, groups, -1, chunks, size).permute(4, 2, 0, 1, 3).contiguous()
+    steps = _step_major(F.pad(matrix, (0, pad)).view(batch, groups, -1, chunks * size), size)
+    return steps.permute(0, 1, 3, 2, 4).unsqueeze(4), groups  # (size, batch, state, groups, 1, chunks)
 
 
 def _default_chunk_size(elements_per_step: int, length: int) -> int:
