@@ -20,9 +20,20 @@ import torch
 from _harness import machine, markdown_table, median_times, write_results
 from dlnotes.common.data import corpus
 from dlnotes.common.pretrain import pretrained_gpt
-from dlnotes.decoding.medusa import MedusaHeads, build_tree, medusa_generate, self_distillation_data, train_medusa_heads
+from dlnotes.decoding.medusa import (
+    MedusaHeads,
+    build_tree,
+    expected_accepted_length,
+    head_accuracies,
+    medusa_generate,
+    self_distillation_data,
+    sparse_tree_choices,
+    train_medusa_heads,
+)
 
 RESULTS = "docs/decoding/results/medusa.json"
+TOPK = 6  # candidates per head for the hand-made trees (which use at most 4) and the sparse ones
+SPARSE_SIZES = (8, 16)  # non-root nodes of the trees built from measured head accuracies
 
 TREES = {
     "chain of 3": [[0], [0, 0], [0, 0, 0]],
@@ -54,10 +65,13 @@ def prompts(tokenizer, count: int, length: int, seed: int) -> list[list[int]]:
 
 
 def render(results: dict) -> str:
-    header = ["tree", "nodes", "mean accepted / step", "forward passes / token", "greedy tok/s", "Medusa tok/s", "speed-up"]
+    header = [
+        "tree", "nodes", "estimated accepted / step", "mean accepted / step", "forward passes / token",
+        "greedy tok/s", "Medusa tok/s", "speed-up",
+    ]  # fmt: skip
     rows = [
         [
-            r["tree"], r["nodes"], f"{r['mean_accepted']:.2f}", f"{r['passes_per_token']:.2f}",
+            r["tree"], r["nodes"], f"{r['estimated_accepted']:.2f}", f"{r['mean_accepted']:.2f}", f"{r['passes_per_token']:.2f}",
             f"{r['greedy_tokens_per_s']:.0f}", f"{r['medusa_tokens_per_s']:.0f}", f"{r['speedup']:.2f}x",
         ]
         for r in results["trees"]
@@ -81,6 +95,11 @@ def main() -> None:
     losses = train_medusa_heads(
         model, heads, data, steps=60 if args.quick else 3000, batch_size=16, block_size=64, learning_rate=3e-3
     )
+    # Calibration: each head's top-k accuracy on continuations of prompts used for neither
+    # training nor testing; the sparse trees hold the paths most likely to be accepted.
+    calibration = self_distillation_data(model, prompts(tokenizer, 8 if args.quick else 64, 12, seed=3), length=120)
+    accuracies = head_accuracies(model, heads, calibration, topk=TOPK)
+    trees = dict(TREES) | {f"sparse ({n + 1} nodes)": sparse_tree_choices(accuracies, n) for n in SPARSE_SIZES}
     test_prompts = prompts(tokenizer, 3 if args.quick else 8, 16, seed=2)
     new_tokens = 60 if args.quick else 160
 
@@ -89,8 +108,8 @@ def main() -> None:
 
     reference = greedy_all()
     rows = []
-    for name, choices in TREES.items():
-        tree = build_tree(choices, topk=4)
+    for name, choices in trees.items():
+        tree = build_tree(choices, topk=TOPK)
         outputs = [medusa_generate(model, heads, p, new_tokens, tree) for p in test_prompts]
         for (ids, _), expected in zip(outputs, reference):
             assert torch.equal(ids, expected), f"Medusa output differs from greedy with tree {name!r}"
@@ -105,6 +124,8 @@ def main() -> None:
             {
                 "tree": name,
                 "nodes": tree.size,
+                "choices": [list(path) for path in choices],
+                "estimated_accepted": expected_accepted_length(accuracies, choices),
                 "mean_accepted": sum(accepted) / len(accepted),
                 "passes_per_token": passes / total,
                 "greedy_tokens_per_s": total / seconds["greedy"],
@@ -114,7 +135,11 @@ def main() -> None:
         )
     results = {
         "model": {"parameters": model.num_parameters(), **bundle.config.to_dict()},
-        "heads": {"num_heads": heads.num_heads, "final_loss": sum(losses[-20:]) / len(losses[-20:])},
+        "heads": {
+            "num_heads": heads.num_heads,
+            "final_loss": sum(losses[-20:]) / len(losses[-20:]),
+            "accuracies": [[round(a, 4) for a in row] for row in accuracies.tolist()],
+        },
         "prompts": len(test_prompts),
         "new_tokens": new_tokens,
         "trees": rows,

@@ -23,9 +23,11 @@ every accepted token is the argmax given exactly its prefix.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +47,9 @@ __all__ = [
     "medusa_generate",
     "train_medusa_heads",
     "self_distillation_data",
+    "head_accuracies",
+    "sparse_tree_choices",
+    "expected_accepted_length",
 ]
 
 
@@ -342,6 +347,7 @@ def medusa_generate(
     # block (ancestors only) moves right as the cache grows
     mask_buffer = torch.zeros(tree.size, config.max_len, dtype=torch.bool, device=device)
     tree_indices, retrieve = tree.tree_indices.to(device), tree.retrieve_indices.to(device)
+    paths = _PathTables(retrieve.clamp(min=0)[:, :-1], retrieve.clamp(min=0)[:, 1:], retrieve[:, 1:] >= 0, retrieve)
     was_training = model.training
     model.eval()
     stats = MedusaStats()
@@ -371,15 +377,14 @@ def medusa_generate(
             tree_logits = out.logits[0]  # (T, vocab): prediction after each node
             # 3. the longest accepted prefix over all root-to-leaf paths
             path, length = _best_path(
-                tree_tokens, tree_logits, retrieve, typical, temperature, posterior_threshold, posterior_alpha
+                tree_tokens, tree_logits, paths, typical, temperature, posterior_threshold, posterior_alpha
             )
             nodes = path[: length + 1]  # root plus accepted nodes
             ids = torch.cat([ids, tree_tokens[nodes]])
-            generated += nodes.numel()
-            stats.accepted.append(nodes.numel())
+            generated += length + 1
+            stats.accepted.append(length + 1)
             # 4. keep exactly the accepted nodes' keys/values, in path order
-            keep = torch.cat([torch.arange(past, device=device), past + nodes])
-            cache = tuple((k.index_select(2, keep), v.index_select(2, keep)) for k, v in out.past_key_values)
+            cache = _keep_accepted(out.past_key_values, past, nodes, length)
             logits, hidden = tree_logits[nodes[-1]], out.hidden_states[0, nodes[-1]]
             if on_step is not None:
                 on_step(ids, cache)
@@ -389,30 +394,58 @@ def medusa_generate(
     return ids[: ids.numel() - generated + max_new_tokens], stats
 
 
+class _PathTables(NamedTuple):
+    """Per-tree index tables used at every step, built once per generation."""
+
+    parents: torch.Tensor  # (P, depth) node before each position of each path (pads -> root)
+    children: torch.Tensor  # (P, depth) node at each position (pads -> root)
+    valid: torch.Tensor  # (P, depth) False where the path is padded
+    retrieve: torch.Tensor  # (P, depth + 1) the tree's retrieve indices
+
+
 def _best_path(
     tree_tokens: torch.Tensor,
     tree_logits: torch.Tensor,
-    retrieve: torch.Tensor,
+    paths: _PathTables,
     typical: bool,
     temperature: float,
     threshold: float,
     alpha: float,
 ) -> tuple[torch.Tensor, int]:
-    """Pick the root-to-leaf path with the longest accepted prefix (first on ties)."""
-    padded = retrieve.clamp(min=0)
-    candidates = tree_tokens[padded[:, 1:]]  # (P, depth): token at each child node
-    parent_logits = tree_logits[padded[:, :-1]]  # (P, depth, vocab): prediction before it
+    """Pick the root-to-leaf path with the longest accepted prefix (first on ties).
+
+    Every node's verdict is computed once, on the ``T`` tree logits, and then looked up
+    along the paths (nodes are shared by many paths).
+    """
+    candidates = tree_tokens[paths.children]  # (P, depth): token at each child node
     if typical:
-        probs = (parent_logits.float() / temperature).softmax(-1)
+        probs = (tree_logits.float() / temperature).softmax(-1)  # (T, vocab)
         entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)
-        limit = torch.minimum(torch.full_like(entropy, threshold), alpha * torch.exp(-entropy))
-        ok = probs.gather(-1, candidates[..., None])[..., 0] > limit
+        limit = torch.clamp(alpha * torch.exp(-entropy), max=threshold)  # (T,)
+        ok = probs[paths.parents, candidates] > limit[paths.parents]
     else:
-        ok = parent_logits.argmax(-1) == candidates
-    ok &= retrieve[:, 1:] >= 0  # a pad is never accepted
-    accepted = ok.long().cumprod(dim=1).sum(dim=1)  # length of the accepted prefix per path
+        ok = tree_logits.argmax(-1)[paths.parents] == candidates
+    ok &= paths.valid  # a pad is never accepted
+    accepted = ok.cumprod(dim=1).sum(dim=1)  # length of the accepted prefix per path
     best = int(accepted.argmax())
-    return retrieve[best], int(accepted[best])
+    return paths.retrieve[best], int(accepted[best])
+
+
+def _keep_accepted(cache: KVCache, past: int, nodes: torch.Tensor, length: int) -> KVCache:
+    """The cache of the prefix plus the accepted ``nodes`` (in path order), without copying the prefix.
+
+    The verification pass returned fresh tensors holding ``past`` prefix entries and then
+    one entry per tree node. Nodes are numbered by depth, so a path's nodes increase; when
+    the accepted ones are ``0..length`` they already sit in place and a view suffices,
+    otherwise their entries are moved down in place first.
+    """
+    end = past + length + 1
+    if int(nodes[-1]) != length:
+        source = past + nodes
+        for k, v in cache:
+            k[:, :, past:end] = k[:, :, source]
+            v[:, :, past:end] = v[:, :, source]
+    return tuple((k[:, :, :end], v[:, :, :end]) for k, v in cache)
 
 
 def self_distillation_data(
@@ -507,3 +540,147 @@ def train_medusa_heads(
     heads.eval()
     return losses
 
+
+
+@export("decoding.head_accuracies")
+@torch.no_grad()
+def head_accuracies(model: GPT, heads: MedusaHeads, ids: torch.Tensor, topk: int = 10, block_size: int = 128) -> torch.Tensor:
+    """How often each head's ``r``-th best guess is right, measured on held-out ids.
+
+    Head ``k`` at position ``t`` guesses the token at ``t + k + 2``; entry ``[k, r]`` is
+    the fraction of positions where its ``r``-th most likely token (0-based) is that
+    token. The ids are cut into windows of ``block_size`` (a short last window included).
+
+    Shape:
+        ids: ``(n,)``; result: ``(num_heads, topk)``.
+
+    Args:
+        model: The base model.
+        heads: Trained heads for it.
+        ids: 1-D token ids, e.g. :func:`self_distillation_data` of prompts not used in training.
+        topk: Ranks to measure.
+        block_size: Window length fed to the model at once (at most its ``max_len``).
+
+    Returns:
+        Float tensor of accuracies in ``[0, 1]``.
+
+    Raises:
+        ValueError: If ``ids`` is not 1-D, ``topk`` exceeds the vocabulary, or a window
+            is too short to give every head a target.
+
+    Examples:
+        >>> # acc = head_accuracies(model, heads, held_out_ids, topk=4); acc[0, 0] is head 0's top-1 accuracy
+    """
+    if ids.dim() != 1:
+        raise ValueError(f"ids must be 1-D, got shape {tuple(ids.shape)}")
+    if not 1 <= topk <= heads.vocab_size:
+        raise ValueError(f"topk must be in [1, vocab_size={heads.vocab_size}], got {topk}")
+    if not heads.num_heads + 1 < block_size <= model.config.max_len:
+        raise ValueError(f"block_size must be in ({heads.num_heads + 1}, max_len={model.config.max_len}], got {block_size}")
+    if ids.numel() <= heads.num_heads + 1:
+        raise ValueError(f"ids must hold more than num_heads + 1 = {heads.num_heads + 1} tokens, got {ids.numel()}")
+    was_training = model.training
+    model.eval()
+    hits = torch.zeros(heads.num_heads, topk)
+    counts = torch.zeros(heads.num_heads)
+    try:
+        for start in range(0, ids.numel(), block_size):
+            window = ids[start : start + block_size]
+            if window.numel() <= heads.num_heads + 1:
+                break
+            guesses = heads(model(window[None]).hidden_states)[:, 0].topk(topk, dim=-1).indices  # (K, L, topk)
+            for k in range(heads.num_heads):
+                shift = k + 2
+                truth = window[shift:, None]  # (L - shift, 1)
+                hits[k] += (guesses[k, :-shift] == truth).sum(0).float()
+                counts[k] += truth.shape[0]
+    finally:
+        model.train(was_training)
+    return hits / counts[:, None]
+
+
+@export("decoding.sparse_tree_choices")
+def sparse_tree_choices(accuracies: torch.Tensor, num_nodes: int) -> list[list[int]]:
+    """The ``num_nodes`` paths with the largest estimated chance of being accepted.
+
+    A path ``(i_1, ..., i_d)`` is accepted only if head 1's ``i_1``-th guess, ..., head
+    ``d``'s ``i_d``-th guess are all right; treating heads as independent, its chance is
+    ``acc[0, i_1] * ... * acc[d-1, i_d]``. The expected number of tokens a step accepts
+    is one (the root) plus the sum of these chances over the tree's nodes, so the best
+    tree of a given size holds the paths with the largest chances. A child's chance is
+    at most its parent's, so taking paths best-first (a heap over the frontier) always
+    yields a valid tree (every prefix present). This is how the Medusa paper builds its
+    sparse trees from accuracies measured on a calibration set.
+
+    Args:
+        accuracies: ``(num_heads, topk)`` from :func:`head_accuracies`.
+        num_nodes: Non-root nodes wanted.
+
+    Returns:
+        The paths, sorted by length then lexicographically (input for :func:`build_tree`).
+
+    Raises:
+        ValueError: If ``accuracies`` is not a 2-D tensor with values in ``[0, 1]`` or
+            ``num_nodes`` is not between 1 and the number of possible paths.
+
+    Examples:
+        >>> acc = torch.tensor([[0.6, 0.2], [0.4, 0.1]])
+        >>> sparse_tree_choices(acc, 3)
+        [[0], [1], [0, 0]]
+    """
+    if not isinstance(accuracies, torch.Tensor) or accuracies.dim() != 2 or accuracies.numel() == 0:
+        raise ValueError(f"accuracies must be a (num_heads, topk) tensor, got {_describe(accuracies)}")
+    if bool(((accuracies < 0) | (accuracies > 1)).any()):
+        raise ValueError("accuracies must lie in [0, 1]")
+    depth, topk = accuracies.shape
+    possible = sum(topk**d for d in range(1, depth + 1))
+    if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or not 1 <= num_nodes <= possible:
+        raise ValueError(f"num_nodes must be an integer in [1, {possible}], got {num_nodes!r}")
+    table = accuracies.double().tolist()
+    frontier = [(-table[0][r], (r,)) for r in range(topk)]  # max-heap through negated chances
+    heapq.heapify(frontier)
+    chosen: list[list[int]] = []
+    while len(chosen) < num_nodes:
+        negative, path = heapq.heappop(frontier)
+        chosen.append(list(path))
+        if len(path) < depth:
+            for r in range(topk):
+                heapq.heappush(frontier, (negative * table[len(path)][r], path + (r,)))
+    return sorted(chosen, key=lambda p: (len(p), p))
+
+
+@export("decoding.expected_accepted_length")
+def expected_accepted_length(accuracies: torch.Tensor, medusa_choices: Sequence[Sequence[int]]) -> float:
+    """Tokens per step a tree is expected to yield under the independence estimate.
+
+    One for the root (always kept) plus, for every node, the product of the accuracies
+    along its path (see :func:`sparse_tree_choices`).
+
+    Args:
+        accuracies: ``(num_heads, topk)`` from :func:`head_accuracies`.
+        medusa_choices: The tree's paths.
+
+    Returns:
+        The estimate, at least 1.
+
+    Raises:
+        ValueError: If a path is deeper than the heads or uses a rank beyond ``topk``.
+
+    Examples:
+        >>> expected_accepted_length(torch.tensor([[0.5, 0.25], [0.5, 0.5]]), [[0], [1], [0, 0]])
+        2.0
+    """
+    depth, topk = accuracies.shape
+    total = 1.0
+    for path in medusa_choices:
+        if len(path) > depth or any(not 0 <= r < topk for r in path):
+            raise ValueError(f"path {list(path)} does not fit accuracies of shape {tuple(accuracies.shape)}")
+        chance = 1.0
+        for k, r in enumerate(path):
+            chance *= float(accuracies[k, r])
+        total += chance
+    return total
+
+
+def _describe(value: object) -> str:
+    return f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
