@@ -134,17 +134,23 @@ class MedusaHeads(nn.Module):
             hidden: ``(d_model,)``; result: ``(num_heads, vocab_size)``.
         """
         heads = self.heads[:num_heads]
+        count = len(heads)
         blocks = [
             (torch.stack([head[i].linear.weight for head in heads]), torch.stack([head[i].linear.bias for head in heads]))
             for i in range(len(heads[0]) - 1)
-        ]
+        ]  # per layer: weights (K, d, d), biases (K, d)
+        first = [(weight.flatten(0, 1), bias.flatten()) for weight, bias in blocks[:1]]  # (K d, d), (K d,)
         output = torch.stack([head[-1].weight for head in heads])  # (K, vocab, d)
 
         def apply(hidden: torch.Tensor) -> torch.Tensor:
-            x = hidden.expand(len(heads), -1).unsqueeze(-1)  # (K, d, 1)
-            for weight, bias in blocks:  # x + SiLU(W x + b), every head at once
-                x = x + F.silu(torch.baddbmm(bias.unsqueeze(-1), weight, x))
-            return torch.bmm(output, x).squeeze(-1)
+            x = hidden.expand(count, -1)  # (K, d)
+            for index, (weight, bias) in enumerate(blocks):  # x + SiLU(W x + b), every head at once
+                if index == 0:  # all heads start from the same vector: one matrix-vector product
+                    pre = torch.addmv(first[0][1], first[0][0], hidden).view(count, -1)
+                else:  # tiny per-head products: a broadcast multiply-and-sum beats bmm here
+                    pre = (weight * x[:, None, :]).sum(-1) + bias
+                x = x + F.silu(pre)
+            return (output * x[:, None, :]).sum(-1)
 
         return apply
 
@@ -435,16 +441,17 @@ def _keep_accepted(cache: KVCache, past: int, nodes: torch.Tensor, length: int) 
     """The cache of the prefix plus the accepted ``nodes`` (in path order), without copying the prefix.
 
     The verification pass returned fresh tensors holding ``past`` prefix entries and then
-    one entry per tree node. Nodes are numbered by depth, so a path's nodes increase; when
-    the accepted ones are ``0..length`` they already sit in place and a view suffices,
-    otherwise their entries are moved down in place first.
+    one entry per tree node. Nodes are numbered by depth, so a path's nodes increase and
+    an accepted node never moves up: the ones not yet in place (often none, or only the
+    last) are copied down, in path order, and a view of the front is the new cache.
     """
     end = past + length + 1
-    if int(nodes[-1]) != length:
-        source = past + nodes
-        for k, v in cache:
-            k[:, :, past:end] = k[:, :, source]
-            v[:, :, past:end] = v[:, :, source]
+    for position, node in enumerate(nodes.tolist()):
+        if node != position:  # move this node's entry down to its place in the sequence
+            source, target = past + node, past + position
+            for k, v in cache:
+                k[:, :, target].copy_(k[:, :, source])
+                v[:, :, target].copy_(v[:, :, source])
     return tuple((k[:, :, :end], v[:, :, :end]) for k, v in cache)
 
 
