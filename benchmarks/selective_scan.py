@@ -96,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    repeats = 1 if args.quick else 5
+    repeats = 1 if args.quick else 9
     lengths = [256, 1024] if args.quick else [256, 1024, 4096, 16384]
     methods = [m for m in METHODS if m != "triton"]  # Triton on CPU is the interpreter: not timed
     by_length = []

@@ -31,6 +31,14 @@ INTERPRET: bool = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 import triton  # noqa: E402  (the environment variable above must come first)
 import triton.language as tl  # noqa: E402
 
+if INTERPRET and type(tl.max).__name__ != "InterpretedFunction":
+    raise RuntimeError(
+        "Triton was imported before TRITON_INTERPRET=1 was set, so its helpers (tl.max, "
+        "tl.sum, ...) were built for a GPU and cannot run in the CPU interpreter. Import "
+        "dlnotes before anything that imports triton (torch.optim optimisers do), or set "
+        "TRITON_INTERPRET=1 in the environment before starting Python."
+    )
+
 
 def default_device() -> torch.device:
     """Return the device Triton kernels should receive their tensors on.

@@ -410,7 +410,7 @@ def test_config_rejects_bad_values():
         model(torch.rand(2, 3))
     with pytest.raises(ValueError, match="ids must be"):
         model.step(torch.zeros(2, 1, dtype=torch.long))
-    with pytest.raises(ValueError, match="one pair per block"):
+    with pytest.raises(ValueError, match="one state per layer"):
         model.step(torch.zeros(2, dtype=torch.long), states=[])
 
 

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlnotes.foundations.api_export import export
+from dlnotes.ssm.residual_lm import ResidualLM
 from dlnotes.ssm.selective_scan import METHODS, selective_scan, selective_scan_step
 
 __all__ = ["METHODS", "MambaBlock", "MambaConfig", "MambaLM", "selective_scan", "selective_scan_step"]
@@ -256,12 +257,14 @@ class MambaConfig:
 
 
 @export("ssm.MambaLM")
-class MambaLM(nn.Module):
+class MambaLM(ResidualLM):
     """A small Mamba language model: embedding, pre-norm residual blocks, tied head.
 
     Each layer computes ``h = h + block(norm(h))``; a final norm precedes the output
-    head, whose weight is the embedding matrix. Shape: ``ids (batch, L)`` to
-    ``logits (batch, L, vocab_size)``.
+    head, whose weight is the embedding matrix (the shell is
+    :class:`dlnotes.ssm.residual_lm.ResidualLM`, shared with the S4D model). Shape:
+    ``ids (batch, L)`` to ``logits (batch, L, vocab_size)``; :meth:`step` runs one token
+    with every block's ``(conv_state, ssm_state)``.
 
     Args:
         config: The hyper-parameters.
@@ -273,68 +276,15 @@ class MambaLM(nn.Module):
     """
 
     def __init__(self, config: MambaConfig) -> None:
-        super().__init__()
-        self.config = config
-        norm = nn.RMSNorm if config.norm == "rms" else nn.LayerNorm
-        self.embedding = nn.Embedding(config.vocab_size, config.d_model)
-        nn.init.normal_(self.embedding.weight, std=0.02)  # small, as the head shares it
-        self.norms = nn.ModuleList(norm(config.d_model) for _ in range(config.n_layer))
-        self.blocks = nn.ModuleList(
-            MambaBlock(
+        def block(index: int) -> MambaBlock:
+            return MambaBlock(
                 config.d_model,
                 d_state=config.d_state,
                 d_conv=config.d_conv,
                 expand=config.expand,
                 scan_method=config.scan_method,
             )
-            for _ in range(config.n_layer)
-        )
-        self.final_norm = norm(config.d_model)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.lm_head.weight = self.embedding.weight  # tied
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """Logits for every position.
-
-        Args:
-            ids: ``(batch, L)`` token ids.
-
-        Returns:
-            ``(batch, L, vocab_size)`` logits.
-
-        Raises:
-            ValueError: If ``ids`` is not a 2-d integer tensor.
-        """
-        if ids.dim() != 2 or ids.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"ids must be a (batch, L) integer tensor, got {ids.dtype} of shape {tuple(ids.shape)}")
-        hidden = self.embedding(ids)
-        for norm, block in zip(self.norms, self.blocks):
-            hidden = hidden + block(norm(hidden))
-        return self.lm_head(self.final_norm(hidden))
-
-    def step(self, ids: torch.Tensor, states: list[BlockState] | None = None) -> tuple[torch.Tensor, list[BlockState]]:
-        """Logits for one new token per sequence, carrying every block's state.
-
-        Args:
-            ids: ``(batch,)`` token ids.
-            states: One ``(conv_state, ssm_state)`` per block; ``None`` starts from zeros.
-
-        Returns:
-            ``(logits, new_states)`` with ``logits: (batch, vocab_size)``.
-
-        Raises:
-            ValueError: If ``ids`` is not 1-d or ``states`` has the wrong length.
-        """
-        if ids.dim() != 1:
-            raise ValueError(f"ids must be (batch,) for one step, got shape {tuple(ids.shape)}")
-        if states is not None and len(states) != len(self.blocks):
-            raise ValueError(f"states must hold one pair per block ({len(self.blocks)}), got {len(states)}")
-        hidden = self.embedding(ids)
-        if states is None:
-            states = [block.initial_state(ids.shape[0], device=ids.device) for block in self.blocks]
-        new_states = []
-        for norm, block, state in zip(self.norms, self.blocks, states):
-            out, state = block.step(norm(hidden), state)
-            hidden = hidden + out
-            new_states.append(state)
-        return self.lm_head(self.final_norm(hidden)), new_states
+        norm = nn.RMSNorm if config.norm == "rms" else nn.LayerNorm
+        super().__init__(config.vocab_size, config.d_model, config.n_layer, block, norm)
+        self.config = config

@@ -243,9 +243,11 @@ def _scan_sequential(decay, drive, readout):
     batch, dim, length, state = decay.shape
     x = decay.new_zeros(batch, dim, state)
     ys = []
-    for t in range(length):
-        x = decay[:, :, t] * x + drive[:, :, t]  # x_t = a_t x_{t-1} + b_t
-        ys.append((x * readout[:, :, t]).sum(-1))  # y_t = C_t · x_t
+    # unbind: one view per step whose backward is a single stack (indexing with [:, :, t]
+    # would make autograd build a full-size zero gradient for every step)
+    for a_t, b_t, c_t in zip(decay.unbind(2), drive.unbind(2), readout.unbind(2)):
+        x = a_t * x + b_t  # x_t = a_t x_{t-1} + b_t
+        ys.append((x * c_t).sum(-1))  # y_t = C_t · x_t
     return torch.stack(ys, dim=2), x
 
 
@@ -299,25 +301,25 @@ def _scan_chunked(u32, delta32, A32, B, C, chunk_size=None, block=_BLOCK):
     block = min(block, size)
     if inplace:
         decay_buffer = dt.new_empty(block, *shape5)
-        state_buffer = dt.new_empty(block, *shape5)
+        state_buffers = dt.new_empty(2, block, *shape5)  # alternate: a block starts from the last one's end
         y_steps = dt.new_empty(size, batch, dim, chunks)
 
     def run(x, read):
         """Scan every chunk from ``x`` (``shape5``); returns the end states and y per block."""
         ys = []
-        for start in range(0, size, block):
+        for number, start in enumerate(range(0, size, block)):
             steps = slice(start, min(start + block, size))
             n = steps.stop - steps.start
             if inplace:
                 decay = torch.mul(dt[steps], A_view, out=decay_buffer[:n]).exp2_()
-                states = state_buffer[:n]
+                states = state_buffers[number % 2, :n]
                 torch.mul(du6[steps], _at(B6, steps), out=states.view(n, *shape6))  # the drives Δ u B
                 states[0].addcmul_(decay[0], x)  # x_t = exp(Δ_t A) x_{t-1} + Δ_t u_t B_t
                 for i in range(1, n):
                     states[i].addcmul_(decay[i], states[i - 1])
-                x.copy_(states[n - 1])
-                if read:  # y_t = C_t · x_t (the states are not needed after this)
-                    products = states.view(n, *shape6).mul_(_at(C6, steps))
+                x = states[n - 1]  # the next block writes the other buffer
+                if read:  # y_t = C_t · x_t, the products in the decay buffer (not needed any more)
+                    products = torch.mul(states.view(n, *shape6), _at(C6, steps), out=decay.view(n, *shape6))
                     torch.sum(products, dim=2, out=y_steps[steps].view(n, batch, groups, per_group, chunks))
             else:
                 decay = torch.exp2(dt[steps] * A_view)
