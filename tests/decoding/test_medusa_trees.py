@@ -107,3 +107,22 @@ def test_estimate_and_accuracy_errors():
         head_accuracies(model, heads, torch.zeros(10, dtype=torch.long), topk=8)
     with pytest.raises(ValueError, match="block_size must be in"):
         head_accuracies(model, heads, torch.zeros(10, dtype=torch.long), topk=2, block_size=64)
+
+
+def test_depth_first_renumbering_keeps_the_tree():
+    from dlnotes.decoding.medusa import _depth_first
+
+    tree = build_tree([[0], [1], [2], [0, 0], [0, 1], [1, 0], [0, 0, 0], [0, 0, 1]], topk=4)
+    mask, positions, indices, retrieve = _depth_first(tree)
+    # the all-best path is nodes 0, 1, 2, 3 in depth-first order
+    assert [0, 1, 2, 3] in retrieve.tolist()
+    # same set of (token index, depth) per path, and the ancestor relation is preserved
+    old_paths = sorted(tuple(tree.tree_indices[n].item() for n in row if n >= 0) for row in tree.retrieve_indices)
+    new_paths = sorted(tuple(indices[n].item() for n in row if n >= 0) for row in retrieve)
+    assert old_paths == new_paths
+    for row in retrieve.tolist():
+        nodes = [n for n in row if n >= 0]
+        assert nodes == sorted(nodes), "ancestors come first"
+        for depth, node in enumerate(nodes):
+            assert positions[node] == depth
+            assert mask[node].nonzero().flatten().tolist() == nodes[: depth + 1]

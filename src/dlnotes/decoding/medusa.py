@@ -347,12 +347,11 @@ def medusa_generate(
         )
     typical = acceptance == "typical" and temperature > 0
     generator = torch.Generator(device=device).manual_seed(0 if seed is None else seed) if typical else None
-    attn_mask, position_ids = tree.attn_mask.to(device), tree.position_ids.to(device)
+    attn_mask, position_ids, tree_indices, retrieve = (t.to(device) for t in _depth_first(tree))
     guess = heads.frozen(tree.depth)  # only the heads the tree uses
     # one mask buffer for the whole generation: the cache columns are all True, the tree
     # block (ancestors only) moves right as the cache grows
     mask_buffer = torch.zeros(tree.size, config.max_len, dtype=torch.bool, device=device)
-    tree_indices, retrieve = tree.tree_indices.to(device), tree.retrieve_indices.to(device)
     paths = _PathTables(retrieve.clamp(min=0)[:, :-1], retrieve.clamp(min=0)[:, 1:], retrieve[:, 1:] >= 0, retrieve)
     was_training = model.training
     model.eval()
@@ -398,6 +397,27 @@ def medusa_generate(
         model.train(was_training)
     stats.seconds = time.perf_counter() - start
     return ids[: ids.numel() - generated + max_new_tokens], stats
+
+
+def _depth_first(tree: MedusaTree) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The tree's tables with its nodes renumbered in depth-first (pre-)order.
+
+    :func:`build_tree` numbers nodes by depth. Verification works with any numbering in
+    which ancestors come first; depth-first order also makes the all-best-guesses path
+    ``[0], [0, 0], ...`` (the one accepted most often) the nodes ``0, 1, 2, ...``, which
+    then already sit where the accepted keys and values belong in the cache.
+
+    Returns:
+        ``attn_mask``, ``position_ids``, ``tree_indices`` and ``retrieve_indices`` in
+        the new numbering (paths in the same order).
+    """
+    order = [0] + [1 + tree.choices.index(path) for path in sorted(tree.choices)]  # new -> old
+    perm = torch.tensor(order)
+    new_of_old = torch.empty_like(perm)
+    new_of_old[perm] = torch.arange(perm.numel())
+    retrieve = tree.retrieve_indices
+    renumbered = torch.where(retrieve >= 0, new_of_old[retrieve.clamp(min=0)], retrieve)
+    return tree.attn_mask[perm][:, perm], tree.position_ids[perm], tree.tree_indices[perm], renumbered
 
 
 class _PathTables(NamedTuple):
