@@ -202,11 +202,7 @@ def encode_boxes(
         >>> encode_boxes(torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([[5.0, 0, 15, 20]]))
         tensor([[0.5000, 0.5000, 0.0000, 0.6931]])
     """
-    _check_boxes(reference, "reference")
-    _check_boxes(boxes, "boxes")
-    if reference.shape != boxes.shape:
-        raise ValueError(f"reference and boxes must have the same shape, got {tuple(reference.shape)} and {tuple(boxes.shape)}")
-    wx, wy, ww, wh = _check_weights(weights)
+    wx, wy, ww, wh = _check_coding(reference, boxes, "boxes", weights)
     ref_x, ref_y, ref_w, ref_h = _centre_size(reference)
     x, y, w, h = _centre_size(boxes)
     return torch.stack(
@@ -241,11 +237,7 @@ def decode_boxes(
         >>> decode_boxes(torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([[0.5, 0.0, 0.0, 0.0]]))
         tensor([[ 5.,  0., 15., 10.]])
     """
-    _check_boxes(reference, "reference")
-    _check_boxes(deltas, "deltas")
-    if reference.shape != deltas.shape:
-        raise ValueError(f"reference and deltas must have the same shape, got {tuple(reference.shape)} and {tuple(deltas.shape)}")
-    wx, wy, ww, wh = _check_weights(weights)
+    wx, wy, ww, wh = _check_coding(reference, deltas, "deltas", weights)
     ref_x, ref_y, ref_w, ref_h = _centre_size(reference)
     x = ref_x + deltas[:, 0] / wx * ref_w  # invert t_x = (x - x_a) / w_a
     y = ref_y + deltas[:, 1] / wy * ref_h
@@ -520,6 +512,17 @@ def _check_boxes(boxes: object, name: str) -> None:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(boxes).__name__}")
     if boxes.dim() != 2 or boxes.shape[1] != 4:
         raise ValueError(f"{name} must have shape (N, 4), got {tuple(boxes.shape)}")
+
+
+def _check_coding(
+    reference: object, other: object, name: str, weights: Sequence[float]
+) -> tuple[float, float, float, float]:
+    """Validate the inputs of box encoding/decoding; return the four weights as floats."""
+    _check_boxes(reference, "reference")
+    _check_boxes(other, name)
+    if reference.shape != other.shape:
+        raise ValueError(f"reference and {name} must have the same shape, got {tuple(reference.shape)} and {tuple(other.shape)}")
+    return _check_weights(weights)
 
 
 def _check_weights(weights: Sequence[float]) -> tuple[float, float, float, float]:
