@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from dlnotes._checks import check_positive_ints
 from dlnotes.common.data import random_batch
 from dlnotes.models.gpt import GPT, KVCache, cache_length
 from dlnotes.models.sampling import sample_next_token
@@ -102,9 +103,7 @@ class MedusaHeads(nn.Module):
         lm_head: nn.Linear | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("d_model", d_model), ("vocab_size", vocab_size), ("num_heads", num_heads)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_ints(d_model=d_model, vocab_size=vocab_size, num_heads=num_heads)
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 0:
             raise ValueError(f"num_layers must be a non-negative integer, got {num_layers!r}")
         self.d_model, self.vocab_size, self.num_heads = d_model, vocab_size, num_heads

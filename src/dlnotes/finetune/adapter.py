@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dlnotes._checks import check_positive_ints
 from dlnotes.finetune.targets import Targets, wrap_linear_targets
 from dlnotes.foundations.api_export import export
 
@@ -129,8 +130,6 @@ def add_adapters(
 
 
 def _check_arguments(init_scale: float, **sizes: int) -> None:
-    for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_ints(**sizes)
     if init_scale < 0:
         raise ValueError(f"init_scale must be >= 0, got {init_scale}")

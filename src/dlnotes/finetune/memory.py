@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dlnotes._checks import check_positive_ints as _check_positive
+
 __all__ = [
     "MIXED_PRECISION_ADAM_BYTES",
     "decoder_parameter_count",
@@ -217,9 +219,3 @@ def measure_training_memory(
 
 def _nbytes(tensor: torch.Tensor) -> int:
     return tensor.numel() * tensor.element_size()
-
-
-def _check_positive(**sizes: int) -> None:
-    for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")

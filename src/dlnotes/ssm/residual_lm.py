@@ -15,6 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from dlnotes._checks import check_positive_ints
+
 __all__ = ["ResidualLM"]
 
 
@@ -45,9 +47,7 @@ class ResidualLM(nn.Module):
         norm: type[nn.Module] = nn.RMSNorm,
     ) -> None:
         super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("d_model", d_model), ("n_layer", n_layer)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_ints(vocab_size=vocab_size, d_model=d_model, n_layer=n_layer)
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, d_model)
         nn.init.normal_(self.embedding.weight, std=0.02)  # small, as the head shares it

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from dlnotes._checks import check_positive_ints as _check_positive
 from dlnotes.foundations.api_export import export
 
 __all__ = [
@@ -418,10 +419,6 @@ def train_on_task(
 # ------------------------------------------------------------------------- helpers
 
 
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _generator(seed: int, generator: torch.Generator | None) -> torch.Generator:
@@ -445,4 +442,3 @@ def _check_logits(logits: torch.Tensor, inputs: torch.Tensor, vocab_size: int | 
         vocab = "vocab" if vocab_size is None else vocab_size
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ValueError(f"the model must return logits of shape ({batch}, {length}, {vocab}), got {got}")
-

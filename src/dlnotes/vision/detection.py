@@ -38,6 +38,7 @@ from collections.abc import Sequence
 
 import torch
 
+from dlnotes._checks import check_positive_ints
 from dlnotes.foundations.api_export import export
 
 __all__ = [
@@ -547,9 +548,7 @@ def _check_roi_inputs(
     if not isinstance(rois, torch.Tensor) or rois.dim() != 2 or rois.shape[1] != 5:
         shape = tuple(rois.shape) if isinstance(rois, torch.Tensor) else type(rois).__name__
         raise ValueError(f"rois must have shape (K, 5) with rows (batch_index, x1, y1, x2, y2), got {shape}")
-    for name, value in (("output_size", output_size), ("sampling_ratio", sampling_ratio)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_ints(output_size=output_size, sampling_ratio=sampling_ratio)
     if not float(spatial_scale) > 0:
         raise ValueError(f"spatial_scale must be > 0, got {spatial_scale!r}")
     if rois.numel() and (rois[:, 0].min() < 0 or rois[:, 0].max() >= features.shape[0]):

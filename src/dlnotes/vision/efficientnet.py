@@ -22,7 +22,6 @@ the shape is preserved. The layer configuration and initialisation follow torchv
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace

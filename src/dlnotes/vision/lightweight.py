@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from dlnotes._checks import check_positive_int as _check_positive_int
 from dlnotes.foundations.api_export import export
 from dlnotes.vision.efficientnet import make_divisible
 from dlnotes.vision.flops import count_flops
@@ -670,11 +671,6 @@ def _initialise(model: nn.Module) -> None:
         elif isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, 0, 0.01)
             nn.init.zeros_(module.bias)
-
-
-def _check_positive_int(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _check_groups(in_channels: int, out_channels: int, groups: int) -> None:

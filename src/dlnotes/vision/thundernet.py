@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from dlnotes._checks import check_positive_int as _check_positive_int
 from dlnotes.foundations.api_export import export
 from dlnotes.vision.detection import batched_nms, box_iou, decode_boxes, encode_boxes, make_anchors, nms, ps_roi_align
 from dlnotes.vision.lightweight import ShuffleUnit, conv_bn
@@ -825,8 +826,3 @@ def _check_targets(
             raise ValueError(f"targets[{i}]['boxes'] must lie inside the {height} x {width} image")
         checked.append({"boxes": boxes, "labels": labels})
     return checked
-
-
-def _check_positive_int(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
