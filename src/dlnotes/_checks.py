@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["check_positive_int", "check_positive_ints"]
+import numpy as np
+import torch
+
+__all__ = ["check_int", "check_positive_int", "check_positive_ints", "check_probability", "shape_or_type"]
 
 
 def check_positive_int(value: object, name: str) -> None:
@@ -42,3 +45,72 @@ def check_positive_ints(**values: object) -> None:
     """
     for name, value in values.items():
         check_positive_int(value, name)
+
+
+def check_int(value: int, name: str, minimum: int) -> int:
+    """``value`` as an int ``>= minimum``; TypeError/ValueError naming ``name`` otherwise.
+
+    Accepts NumPy integers (the RL code indexes with them).
+
+    Args:
+        value: The argument to check.
+        name: The argument's name, for the message.
+        minimum: The smallest allowed value.
+
+    Returns:
+        ``int(value)``.
+
+    Raises:
+        TypeError: If ``value`` is not an integer (or is a bool).
+        ValueError: If ``value < minimum``.
+
+    Examples:
+        >>> check_int(np.int64(3), "episodes", 1)
+        3
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_probability(value: float, name: str) -> float:
+    """``value`` as a float in ``[0, 1]``; TypeError/ValueError naming ``name`` otherwise.
+
+    Args:
+        value: The argument to check.
+        name: The argument's name, for the message.
+
+    Returns:
+        ``float(value)``.
+
+    Raises:
+        TypeError: If ``value`` is not a real number (or is a bool).
+        ValueError: If ``value`` lies outside ``[0, 1]``.
+
+    Examples:
+        >>> check_probability(0.25, "epsilon")
+        0.25
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number in [0, 1], got {type(value).__name__}")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+    return float(value)
+
+
+def shape_or_type(value: object) -> str:
+    """``"shape (2, 3)"`` for a tensor, else the type's name: what an error message says was given.
+
+    Args:
+        value: The offending argument.
+
+    Returns:
+        A short description.
+
+    Examples:
+        >>> shape_or_type([1, 2])
+        'list'
+    """
+    return f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__

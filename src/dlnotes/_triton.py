@@ -2,9 +2,9 @@
 
 Triton decides at ``@triton.jit`` time whether kernels run natively or through its
 interpreter, which reads the ``TRITON_INTERPRET`` environment variable. On a machine
-without CUDA the interpreter is the only way to run a kernel, so this module sets
-``TRITON_INTERPRET=1`` *before* importing triton, and every kernel module imports
-triton through it::
+without CUDA the interpreter is the only way to run a kernel; importing the ``dlnotes``
+package (which happens before this module runs) sets ``TRITON_INTERPRET=1`` there, and
+every kernel module imports triton through this one::
 
     from dlnotes._triton import triton, tl, INTERPRET, default_device
 
@@ -21,14 +21,11 @@ import torch
 
 __all__ = ["INTERPRET", "default_device", "triton", "tl"]
 
-if not torch.cuda.is_available():
-    # Must happen before `import triton`: the flag is read when kernels are decorated.
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
+# dlnotes/__init__.py has already set TRITON_INTERPRET=1 when CUDA is absent.
 #: True when Triton kernels run through the CPU interpreter instead of on a GPU.
 INTERPRET: bool = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
-import triton  # noqa: E402  (the environment variable above must come first)
+import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
 if INTERPRET and type(tl.max).__name__ != "InterpretedFunction":

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from dlnotes._checks import check_positive_ints
+from dlnotes._checks import check_positive_ints, shape_or_type
 from dlnotes.common.data import random_batch
 from dlnotes.models.gpt import GPT, KVCache, cache_length
 from dlnotes.models.sampling import sample_next_token
@@ -138,14 +138,15 @@ class MedusaHeads(nn.Module):
             (torch.stack([head[i].linear.weight for head in heads]), torch.stack([head[i].linear.bias for head in heads]))
             for i in range(len(heads[0]) - 1)
         ]  # per layer: weights (K, d, d), biases (K, d)
-        first = [(weight.flatten(0, 1), bias.flatten()) for weight, bias in blocks[:1]]  # (K d, d), (K d,)
+        if blocks:  # the first layer's weights as one (K d, d) matrix and a (K d,) bias
+            first_weight, first_bias = blocks[0][0].flatten(0, 1), blocks[0][1].flatten()
         output = torch.stack([head[-1].weight for head in heads])  # (K, vocab, d)
 
         def apply(hidden: torch.Tensor) -> torch.Tensor:
             x = hidden.expand(count, -1)  # (K, d)
             for index, (weight, bias) in enumerate(blocks):  # x + SiLU(W x + b), every head at once
                 if index == 0:  # all heads start from the same vector: one matrix-vector product
-                    pre = torch.addmv(first[0][1], first[0][0], hidden).view(count, -1)
+                    pre = torch.addmv(first_bias, first_weight, hidden).view(count, -1)
                 else:  # tiny per-head products: a broadcast multiply-and-sum beats bmm here
                     pre = (weight * x[:, None, :]).sum(-1) + bias
                 x = x + F.silu(pre)
@@ -351,7 +352,8 @@ def medusa_generate(
     # one mask buffer for the whole generation: the cache columns are all True, the tree
     # block (ancestors only) moves right as the cache grows
     mask_buffer = torch.zeros(tree.size, config.max_len, dtype=torch.bool, device=device)
-    paths = _PathTables(retrieve.clamp(min=0)[:, :-1], retrieve.clamp(min=0)[:, 1:], retrieve[:, 1:] >= 0, retrieve)
+    padded = retrieve.clamp(min=0)  # pads point at the root; `valid` keeps them from counting
+    paths = _PathTables(padded[:, :-1], padded[:, 1:], retrieve[:, 1:] >= 0, retrieve)
     was_training = model.training
     model.eval()
     stats = MedusaStats()
@@ -655,7 +657,7 @@ def sparse_tree_choices(accuracies: torch.Tensor, num_nodes: int) -> list[list[i
         [[0], [1], [0, 0]]
     """
     if not isinstance(accuracies, torch.Tensor) or accuracies.dim() != 2 or accuracies.numel() == 0:
-        raise ValueError(f"accuracies must be a (num_heads, topk) tensor, got {_describe(accuracies)}")
+        raise ValueError(f"accuracies must be a (num_heads, topk) tensor, got {shape_or_type(accuracies)}")
     if bool(((accuracies < 0) | (accuracies > 1)).any()):
         raise ValueError("accuracies must lie in [0, 1]")
     depth, topk = accuracies.shape
@@ -706,7 +708,3 @@ def expected_accepted_length(accuracies: torch.Tensor, medusa_choices: Sequence[
             chance *= float(accuracies[k, r])
         total += chance
     return total
-
-
-def _describe(value: object) -> str:
-    return f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__

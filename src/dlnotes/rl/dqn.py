@@ -41,7 +41,7 @@ from gymnasium import spaces
 from torch import nn
 from tqdm.auto import tqdm
 
-from dlnotes.rl._checks import check_int, check_probability
+from dlnotes._checks import check_int, check_probability
 from dlnotes.foundations.api_export import export
 
 __all__ = ["DQNConfig", "DQNResult", "ReplayBuffer", "q_network", "linear_epsilon", "greedy_returns", "dqn"]

@@ -29,7 +29,7 @@ import itertools
 
 import numpy as np
 
-from dlnotes.rl._checks import check_int
+from dlnotes._checks import check_int
 from dlnotes.rl.gridworld import GridWorld
 
 __all__ = ["cell_coordinates", "one_hot_features", "polynomial_features", "fourier_features", "tile_features"]

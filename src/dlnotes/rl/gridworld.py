@@ -54,7 +54,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from dlnotes.rl._checks import check_probability
+from dlnotes._checks import check_probability
 from dlnotes.foundations.api_export import export
 
 __all__ = [

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from dlnotes.rl._checks import check_int, check_probability
+from dlnotes._checks import check_int, check_probability
 from dlnotes.rl.gridworld import GridWorld, epsilon_greedy
 from dlnotes.foundations.api_export import export
 

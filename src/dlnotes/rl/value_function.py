@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from dlnotes.rl._checks import check_int, check_probability
+from dlnotes._checks import check_int, check_probability
 from dlnotes.rl.dqn import DQNConfig, DQNResult, dqn
 from dlnotes.rl.gridworld import GridWorld, policy_probabilities
 from dlnotes.foundations.api_export import export

@@ -50,6 +50,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from dlnotes._checks import shape_or_type
 from dlnotes.foundations.api_export import export
 
 __all__ = ["METHODS", "selective_scan", "selective_scan_step"]
@@ -206,7 +207,7 @@ def selective_scan_step(
         (torch.Size([2, 4]), torch.Size([2, 4, 3]))
     """
     if not isinstance(state, torch.Tensor) or state.dim() != 3:
-        raise ValueError(f"state must be a (batch, dim, state) tensor, got {_shape(state)}")
+        raise ValueError(f"state must be a (batch, dim, state) tensor, got {shape_or_type(state)}")
     for name, tensor in (("u_t", u_t), ("delta_t", delta_t), ("B_t", B_t), ("C_t", C_t)):
         _check_floating(name, tensor)
     if u_t.dim() != 2:
@@ -382,10 +383,6 @@ def _default_chunk_size(elements_per_step: int, length: int) -> int:
 
 
 # ---------------------------------------------------------------------- validation
-
-
-def _shape(value) -> str:
-    return f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
 
 
 def _check_floating(name: str, tensor) -> None:
