@@ -97,6 +97,25 @@ def write_results(path: str | Path, results: dict) -> Path:
     return target
 
 
+def write_cuda_results(path: str | Path, cuda: dict) -> Path:
+    """Store GPU measurements under the ``"cuda"`` key of an existing results file.
+
+    The CPU numbers in the file (and the machine they were taken on) stay as they are;
+    the GPU part records its own command and machine, since it is usually measured on
+    another computer.
+    """
+    target = ROOT / path
+    payload = json.loads(target.read_text()) if target.exists() else {}
+    payload["cuda"] = {
+        "command": " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
+        "machine": machine(),
+        **cuda,
+    }
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(payload, indent=2) + "\n")
+    return target
+
+
 def _status_bytes(key: str) -> int:
     text = Path("/proc/self/status").read_text()
     return int(re.search(rf"^{key}:\s+(\d+) kB", text, re.MULTILINE).group(1)) * 1024

@@ -35,7 +35,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from _harness import machine, markdown_table, median_times, peak_rss_increase, write_results
+from _harness import machine, markdown_table, median_times, peak_rss_increase, write_cuda_results, write_results
 from dlnotes.attention.flash import flash_attention_reference
 from dlnotes.attention.sdpa import attention_reference
 
@@ -168,21 +168,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat (a smoke test)")
     parser.add_argument("--no-write", action="store_true", help="print only; do not update the results file")
+    parser.add_argument("--cuda-only", action="store_true",
+                        help="run only the GPU sweep and store it beside the CPU numbers already in the results file")
     parser.add_argument("--memory-probe", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_probe:
         method, n = args.memory_probe
         print(json.dumps({"bytes": measure_memory_here(method, int(n))}))
         return
+    if args.cuda_only and not torch.cuda.is_available():
+        parser.error("--cuda-only needs a CUDA GPU")
     torch.set_num_threads(1)
 
     info = machine()
     print(f"machine: {info['cpu']}, torch {info['torch']}, triton {info['triton']}, 1 thread, GPU: {info['gpu']}\n")
-    cpu_sizes = [1024, 2048] if args.quick else [1024, 2048, 4096, 8192, 16384]
-    points = cpu_sweep(cpu_sizes, repeats=1 if args.quick else 3)
-    results = {"cpu": {"head_dim": HEAD_DIM, "tile": TILE, "dtype": "float32", "points": points}}
-    print(f"\nCPU, batch 1, 1 head, head_dim {HEAD_DIM}, fp32, forward only (tiled reference with {TILE}x{TILE} tiles):\n")
-    print(render_cpu(points))
+    results = {}
+    if not args.cuda_only:
+        cpu_sizes = [1024, 2048] if args.quick else [1024, 2048, 4096, 8192, 16384]
+        points = cpu_sweep(cpu_sizes, repeats=1 if args.quick else 3)
+        results["cpu"] = {"head_dim": HEAD_DIM, "tile": TILE, "dtype": "float32", "points": points}
+        print(f"\nCPU, batch 1, 1 head, head_dim {HEAD_DIM}, fp32, forward only (tiled reference with {TILE}x{TILE} tiles):\n")
+        print(render_cpu(points))
 
     if torch.cuda.is_available():
         gpu_sizes = [512, 1024] if args.quick else [512, 1024, 2048, 4096, 8192, 16384]
@@ -194,7 +200,10 @@ def main() -> None:
         print("\nno CUDA GPU: the Triton-vs-SDPA TFLOP/s sweep was skipped")
 
     if not args.no_write and not args.quick:
-        path = write_results(RESULTS, results)
+        if args.cuda_only:
+            path = write_cuda_results(RESULTS, results["cuda"])
+        else:
+            path = write_results(RESULTS, results)
         print(f"\nwrote {path}; paste the tables above into the chapter's Cost section")
 
 

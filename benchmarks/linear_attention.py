@@ -35,7 +35,7 @@ import sys
 
 import torch
 
-from _harness import machine, markdown_table, median_times, peak_rss_increase, write_results
+from _harness import machine, markdown_table, median_times, peak_rss_increase, write_cuda_results, write_results
 from dlnotes.attention.linear import linear_attention
 from dlnotes.attention.sdpa import attention_reference
 
@@ -152,6 +152,8 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; do not update the results file")
     parser.add_argument("--max-quadratic-gib", type=float, default=4.0,
                         help="skip the N x N methods where three N x N fp32 matrices exceed this (GiB)")
+    parser.add_argument("--cuda-only", action="store_true",
+                        help="store the GPU sweep under 'cuda' beside the CPU numbers already in the results file")
     parser.add_argument("--memory-probe", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_probe:
@@ -160,6 +162,8 @@ def main() -> None:
         return
     torch.set_num_threads(1)
     cuda = torch.cuda.is_available()
+    if args.cuda_only and not cuda:
+        parser.error("--cuda-only needs a CUDA GPU")
 
     info = machine()
     print(f"machine: {info['cpu']}, torch {info['torch']}, triton {info['triton']}, 1 thread, GPU: {info['gpu']}\n")
@@ -172,10 +176,11 @@ def main() -> None:
     print(table)
     if not args.no_write and not args.quick:
         exponents = {key: {m: growth_exponent(points, key, m) for m in names} for key in ("seconds", "bytes")}
-        path = write_results(RESULTS, {
+        results = {
             "device": "cuda" if cuda else "cpu", "head_dim": HEAD_DIM, "chunk_size": CHUNK, "dtype": "float32",
             "fit_from": FIT_FROM, "points": points, "exponents": exponents,
-        })
+        }
+        path = write_cuda_results(RESULTS, results) if args.cuda_only else write_results(RESULTS, results)
         print(f"\nwrote {path}")
 
 

@@ -18,10 +18,11 @@ the GPU. Run: ``python benchmarks/selective_scan.py [--quick] [--no-write]``
 from __future__ import annotations
 
 import argparse
+import json
 
 import torch
 
-from _harness import machine, markdown_table, median_times, write_results
+from _harness import ROOT, machine, markdown_table, median_times, write_cuda_results, write_results
 from dlnotes.ssm.mamba import METHODS, selective_scan
 
 BASELINE = "sequential"
@@ -93,11 +94,27 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat (a smoke test)")
     parser.add_argument("--no-write", action="store_true", help="print only; do not update the results file")
     parser.add_argument("--max-reference-length", type=int, default=4096, help="longest L for sequential/parallel")
+    parser.add_argument("--cuda-only", action="store_true",
+                        help="time only chunked vs Triton on the GPU and store that beside the CPU numbers already recorded")
     args = parser.parse_args()
+    if args.cuda_only and not torch.cuda.is_available():
+        parser.error("--cuda-only needs a CUDA GPU")
     torch.set_num_threads(1)
 
     repeats = 1 if args.quick else 9
     lengths = [256, 1024] if args.quick else [256, 1024, 4096, 16384]
+    cuda = None
+    if torch.cuda.is_available():
+        by_length = [{"L": n, "seconds": measure(n, ["chunked", "triton"], repeats, "cuda")} for n in lengths]
+        cuda = {"gpu": torch.cuda.get_device_name(), "by_length": by_length}
+    if args.cuda_only:
+        results = json.loads((ROOT / RESULTS).read_text())
+        results["cuda"] = cuda
+        print(render(results))
+        if not args.no_write and not args.quick:
+            print(f"\nwrote {write_cuda_results(RESULTS, cuda)}")
+        return
+
     methods = [m for m in METHODS if m != "triton"]  # Triton on CPU is the interpreter: not timed
     by_length = []
     for length in lengths:
@@ -113,9 +130,8 @@ def main() -> None:
         "methods": methods,
         "by_length": by_length,
     }
-    if torch.cuda.is_available():
-        cuda = [{"L": n, "seconds": measure(n, ["chunked", "triton"], repeats, "cuda")} for n in lengths]
-        results["cuda"] = {"gpu": torch.cuda.get_device_name(), "by_length": cuda}
+    if cuda:
+        results["cuda"] = cuda
     info = machine()
     print(f"machine: {info['cpu']}, torch {info['torch']}, 1 thread\n")
     print(render(results))

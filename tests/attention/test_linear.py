@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dlnotes._triton import default_device
 from dlnotes.attention.linear import METHODS, LinearAttentionState, feature_map_pair, linear_attention
 
 CAUSAL_METHODS = METHODS  # every method handles both causal and non-causal inputs
@@ -57,6 +58,24 @@ def brute_force(q, k, v, causal=True, feature="elu", normalize=True, kv0=None, z
     return torch.stack(outs, dim=2), kv, z
 
 
+def attend(q, k, v, method, initial_state=None, rope_positions=None, **kwargs):
+    """``linear_attention`` on the device the method needs, results back on the CPU.
+
+    The Triton kernel takes CUDA tensors on a GPU (CPU ones under the interpreter); the
+    other methods run on the CPU. Gradients flow back through ``.to`` to the CPU leaves.
+    """
+    device = default_device() if method == "triton" else torch.device("cpu")
+    move = lambda t: None if t is None else t.to(device)  # noqa: E731
+    if initial_state is not None:
+        initial_state = LinearAttentionState(*map(move, initial_state))
+    result = linear_attention(move(q), move(k), move(v), method=method, initial_state=initial_state,
+                              rope_positions=move(rope_positions), **kwargs)
+    if isinstance(result, tuple):
+        out, state = result
+        return out.cpu(), LinearAttentionState(*(None if t is None else t.cpu() for t in state))
+    return result.cpu()
+
+
 def qkv(batch=2, heads=2, kv_heads=2, seq=13, head_dim=16, value_dim=16, dtype=torch.float32, seed=0):
     generator = torch.Generator().manual_seed(seed)
     make = lambda h, d: torch.randn(batch, h, seq, d, generator=generator, dtype=torch.float64).to(dtype)  # noqa: E731
@@ -77,7 +96,7 @@ def assert_fp32_close(actual, expected):
 @pytest.mark.parametrize("feature, normalize", [("elu", True), ("relu", True), ("elu", False), ("identity", False)])
 def test_every_form_equals_brute_force(method, causal, feature, normalize):
     q, k, v = qkv(seq=37, value_dim=8)
-    out, state = linear_attention(
+    out, state = attend(
         q, k, v, causal=causal, feature_map=feature, normalize=normalize, method=method, chunk_size=16,
         return_final_state=True,
     )
@@ -113,7 +132,7 @@ def test_grouped_query_heads_share_keys():
     q, k, v = qkv(heads=4, kv_heads=2, seq=19)
     expected, kv, _ = brute_force(q, k, v)
     for method in METHODS:
-        out, state = linear_attention(q, k, v, method=method, chunk_size=16, return_final_state=True)
+        out, state = attend(q, k, v, method=method, chunk_size=16, return_final_state=True)
         assert_fp32_close(out, expected)
         assert state.kv.shape == (2, 4, 16, 16), "one state per query head"
 
@@ -150,12 +169,12 @@ def test_feature_map_pair_values():
 @pytest.mark.parametrize("normalize", [True, False])
 def test_split_and_resume_equals_one_pass(method, normalize):
     q, k, v = qkv(seq=50, value_dim=8)
-    whole, whole_state = linear_attention(
+    whole, whole_state = attend(
         q, k, v, normalize=normalize, method=method, chunk_size=16, return_final_state=True
     )
     pieces, state = [], None
     for start, stop in ((0, 7), (7, 40), (40, 50)):  # uneven pieces, not multiples of the chunk
-        out, state = linear_attention(
+        out, state = attend(
             q[:, :, start:stop], k[:, :, start:stop], v[:, :, start:stop], normalize=normalize, method=method,
             chunk_size=16, initial_state=state, return_final_state=True,
         )
@@ -170,7 +189,7 @@ def test_initial_state_against_brute_force_and_state_type():
     kv0, z0 = torch.rand(2, 2, 16, 8) * 3, torch.rand(2, 2, 16) * 3
     expected, kv, z = brute_force(q, k, v, kv0=kv0, z0=z0)
     for method in METHODS:
-        out, state = linear_attention(
+        out, state = attend(
             q, k, v, method=method, chunk_size=16, initial_state=(kv0, z0), return_final_state=True
         )
         assert isinstance(state, LinearAttentionState)
@@ -195,7 +214,7 @@ def test_without_normaliser_k_sum_may_be_none():
 def test_rope_in_numerator_equals_explicit_rotation(method, causal):
     q, k, v = qkv(seq=24, value_dim=8)
     positions = torch.arange(24)
-    out = linear_attention(q, k, v, causal=causal, method=method, chunk_size=16, rope_positions=positions)
+    out = attend(q, k, v, causal=causal, method=method, chunk_size=16, rope_positions=positions)
     expected, _, _ = brute_force(q, k, v, causal, positions=positions)
     assert_fp32_close(out, expected)
     without, _, _ = brute_force(q, k, v, causal)
@@ -241,7 +260,7 @@ def test_gradients_equal_autograd_through_brute_force(method, rope):
     kv0 = torch.rand(2, 2, 16, 8, dtype=dtype, requires_grad=True)
     z0 = torch.rand(2, 2, 16, dtype=dtype, requires_grad=True)
     positions = torch.arange(33) if rope else None
-    out, state = linear_attention(
+    out, state = attend(
         q, k, v, method=method, chunk_size=16, initial_state=(kv0, z0), return_final_state=True,
         rope_positions=positions,
     )
@@ -330,7 +349,7 @@ def test_feature_map_of_wrong_type():
 
 def test_triton_method_constraints():
     q, k, v = qkv(seq=8)
-    with pytest.raises(ValueError, match="power of two in \\[16, 128\\]"):
+    with pytest.raises(ValueError, match="chunk_size must be 16, 32 or 64"):
         linear_attention(q, k, v, method="triton", chunk_size=48)
     with pytest.raises(TypeError, match="dtype must be one of"):
         linear_attention(*qkv(seq=8, dtype=torch.float64), method="triton", chunk_size=16)

@@ -11,9 +11,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dlnotes._triton import default_device
 from dlnotes.ssm.mamba import METHODS, MambaBlock, MambaConfig, MambaLM, selective_scan, selective_scan_step
 
 FAST = [method for method in METHODS if method != "sequential"]
+
+
+def device_for(method):
+    """Triton kernels take CUDA tensors on a GPU (CPU ones under the interpreter); the rest run on CPU."""
+    return default_device() if method == "triton" else torch.device("cpu")
+
+
+def to_device(inputs, method):
+    return {name: None if t is None else t.to(device_for(method)) for name, t in inputs.items()}
 
 
 def make_inputs(batch=2, dim=6, length=9, state=4, kind="variable", groups=2, seed=0, requires_grad=False):
@@ -122,13 +132,14 @@ def test_fast_methods_match_sequential(method, length, kind, options):
     if not softplus:
         inputs["delta"] = inputs["delta"].abs()
     want_y, want_last = selective_scan(**inputs, delta_softplus=softplus, return_last_state=True)
+    inputs = to_device(inputs, method)
     y, last = selective_scan(**inputs, delta_softplus=softplus, return_last_state=True, method=method)
-    torch.testing.assert_close(y, want_y, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(last, want_last, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(y.cpu(), want_y, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(last.cpu(), want_last, rtol=1e-4, atol=1e-5)
     # Without return_last_state only y comes back.
     only_y = selective_scan(**inputs, delta_softplus=softplus, method=method)
     assert isinstance(only_y, torch.Tensor)
-    torch.testing.assert_close(only_y, want_y, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(only_y.cpu(), want_y, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["fixed", "variable", "grouped"])
@@ -146,8 +157,9 @@ def test_chunked_any_chunk_size(chunk_size, kind):
 def test_gradients_match_sequential(method, kind):
     def grads(method):
         inputs = make_inputs(batch=2, dim=4, length=11, state=3, kind=kind, groups=2, seed=3, requires_grad=True)
-        y, last = selective_scan(**inputs, delta_softplus=True, return_last_state=True, method=method)
-        weights = torch.linspace(-1, 1, y.numel()).view_as(y)  # a loss that weighs every output differently
+        # gradients flow back through .to() into the CPU leaves
+        y, last = selective_scan(**to_device(inputs, method), delta_softplus=True, return_last_state=True, method=method)
+        weights = torch.linspace(-1, 1, y.numel(), device=y.device).view_as(y)  # weighs every output differently
         ((y * weights).sum() + last.square().sum()).backward()
         return {name: inputs[name].grad for name in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")}
 
@@ -326,8 +338,8 @@ def test_block_initialisation_follows_the_paper():
 @pytest.mark.parametrize("method", METHODS)
 def test_block_stepping_equals_full_forward(method):
     torch.manual_seed(0)
-    block = MambaBlock(d_model=8, d_state=4, d_conv=3, scan_method=method)
-    hidden = torch.randn(2, 9, 8)
+    block = MambaBlock(d_model=8, d_state=4, d_conv=3, scan_method=method).to(device_for(method))
+    hidden = torch.randn(2, 9, 8).to(device_for(method))
     full = block(hidden)
     state, outs = block.initial_state(2), []
     for t in range(9):

@@ -155,7 +155,7 @@ def linear_attention(
     builds the masked :math:`N \\times N` matrix; ``"recurrent"`` loops over tokens;
     ``"cumsum"`` stores every prefix state; ``"chunked"`` (default) is quadratic inside
     chunks and carries the state across them; ``"triton"`` is the chunked algorithm as a
-    fused kernel (fp32/fp16, ``chunk_size`` a power of two in [16, 128], ``head_dim`` and
+    fused kernel (fp32/fp16, ``chunk_size`` 16, 32 or 64, ``head_dim`` and
     ``value_dim`` <= 128, CUDA tensors, or CPU ones under Triton's interpreter). Without
     a causal mask there is nothing to scan: every method but ``"quadratic"`` computes
     :math:`\\phi(Q)(\\phi(K)^\\top V)` with two matrix products.
