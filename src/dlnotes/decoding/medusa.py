@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from dlnotes._checks import check_positive_ints, shape_or_type
 from dlnotes.common.data import random_batch
-from dlnotes.models.gpt import GPT, KVCache, cache_length
+from dlnotes.models.gpt import GPT, KVCache
 from dlnotes.models.sampling import sample_next_token
 from dlnotes.foundations.api_export import export
 
@@ -140,7 +140,7 @@ class MedusaHeads(nn.Module):
         ]  # per layer: weights (K, d, d), biases (K, d)
         if blocks:  # the first layer's weights as one (K d, d) matrix and a (K d,) bias
             first_weight, first_bias = blocks[0][0].flatten(0, 1), blocks[0][1].flatten()
-        output = torch.stack([head[-1].weight for head in heads])  # (K, vocab, d)
+        output = torch.stack([head[-1].weight.t() for head in heads]).contiguous()  # (K, d, vocab)
 
         def apply(hidden: torch.Tensor) -> torch.Tensor:
             x = hidden.expand(count, -1)  # (K, d)
@@ -149,8 +149,8 @@ class MedusaHeads(nn.Module):
                     pre = torch.addmv(first_bias, first_weight, hidden).view(count, -1)
                 else:  # tiny per-head products: a broadcast multiply-and-sum beats bmm here
                     pre = (weight * x[:, None, :]).sum(-1) + bias
-                x = x + F.silu(pre)
-            return (output * x[:, None, :]).sum(-1)
+                x = F.silu(pre).add_(x)
+            return torch.bmm(x.unsqueeze(1), output).squeeze(1)  # (K, 1, d) @ (K, d, vocab)
 
         return apply
 
@@ -353,7 +353,10 @@ def medusa_generate(
     # block (ancestors only) moves right as the cache grows
     mask_buffer = torch.zeros(tree.size, config.max_len, dtype=torch.bool, device=device)
     padded = retrieve.clamp(min=0)  # pads point at the root; `valid` keeps them from counting
-    paths = _PathTables(padded[:, :-1], padded[:, 1:], retrieve[:, 1:] >= 0, retrieve)
+    paths = _PathTables(padded[:, :-1], padded[:, 1:], retrieve[:, 1:] >= 0, retrieve)  # typical acceptance
+    walk = _TreeWalk.of(attn_mask)  # greedy acceptance
+    flat = torch.empty(1 + tree.depth * tree.topk, dtype=torch.long, device=device)  # root, then each head's top-k
+    new_ids: list[int] = []
     was_training = model.training
     model.eval()
     stats = MedusaStats()
@@ -363,41 +366,50 @@ def medusa_generate(
         stats.forward_passes += 1
         cache: KVCache = out.past_key_values
         logits, hidden = out.logits[0, -1], out.hidden_states[0, -1]
-        generated = 0
-        while generated < max_new_tokens:
+        root = int(sample_next_token(logits, temperature if typical else 0.0, generator=generator))
+        past, filled = ids.numel(), 0  # cache length; mask columns already set to True
+        while len(new_ids) < max_new_tokens:
             # 1. candidates: the LM head's token (root) and each Medusa head's top-k
-            root = sample_next_token(logits, temperature if typical else 0.0, generator=generator)
-            medusa_logits = guess(hidden)  # (depth, vocab)
-            flat = torch.cat([root.view(1), medusa_logits.topk(tree.topk, dim=-1).indices.flatten()])
+            flat[0] = root
+            flat[1:] = guess(hidden).topk(tree.topk, dim=-1).indices.flatten()  # (depth, topk) guesses
             tree_tokens = flat[tree_indices]  # (T,)
             # 2. verify all nodes in one pass: cache + tree attention, positions cache + depth
-            past = cache_length(cache)
-            mask_buffer[:, :past] = True
+            mask_buffer[:, filled:past] = True  # columns that now hold accepted tokens
             mask_buffer[:, past : past + tree.size] = attn_mask
-            mask = mask_buffer[:, : past + tree.size]
+            filled = past
             out = model(
                 tree_tokens[None], past_key_values=cache, position_ids=past + position_ids,
-                attention_mask=mask, use_cache=True,
+                attention_mask=mask_buffer[:, : past + tree.size], use_cache=True,
             )
             stats.forward_passes += 1
             tree_logits = out.logits[0]  # (T, vocab): prediction after each node
+            tokens = tree_tokens.tolist()
             # 3. the longest accepted prefix over all root-to-leaf paths
-            path, length = _best_path(
-                tree_tokens, tree_logits, paths, typical, temperature, posterior_threshold, posterior_alpha
-            )
-            nodes = path[: length + 1]  # root plus accepted nodes
-            ids = torch.cat([ids, tree_tokens[nodes]])
-            generated += length + 1
+            if typical:
+                path, length = _best_typical_path(
+                    tree_tokens, tree_logits, paths, temperature, posterior_threshold, posterior_alpha
+                )
+                nodes = path[: length + 1].tolist()  # root plus accepted nodes
+            else:
+                nodes, predictions = walk.greedy(tokens, tree_logits)
+                length = len(nodes) - 1
+            new_ids += [tokens[node] for node in nodes]
             stats.accepted.append(length + 1)
             # 4. keep exactly the accepted nodes' keys/values, in path order
-            cache = _keep_accepted(out.past_key_values, past, nodes, length)
-            logits, hidden = tree_logits[nodes[-1]], out.hidden_states[0, nodes[-1]]
+            cache = _keep_accepted(out.past_key_values, past, nodes)
+            past += length + 1
+            hidden = out.hidden_states[0, nodes[-1]]
+            if typical:
+                root = int(sample_next_token(tree_logits[nodes[-1]], temperature, generator=generator))
+            else:
+                root = predictions[nodes[-1]]  # the model's greedy token after the last accepted one
             if on_step is not None:
-                on_step(ids, cache)
+                on_step(torch.cat([ids, torch.tensor(new_ids, dtype=torch.long, device=device)]), cache)
     finally:
         model.train(was_training)
     stats.seconds = time.perf_counter() - start
-    return ids[: ids.numel() - generated + max_new_tokens], stats
+    new = torch.tensor(new_ids[:max_new_tokens], dtype=torch.long, device=device)
+    return torch.cat([ids, new]), stats
 
 
 def _depth_first(tree: MedusaTree) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -421,6 +433,41 @@ def _depth_first(tree: MedusaTree) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return tree.attn_mask[perm][:, perm], tree.position_ids[perm], tree.tree_indices[perm], renumbered
 
 
+class _TreeWalk(NamedTuple):
+    """Greedy verification as a walk over the tree in plain Python.
+
+    A tree has a few dozen nodes at most, so after two ``tolist`` calls a Python loop is
+    cheaper than the dozen small tensor operations of the path-table version (each costs
+    microseconds of dispatch, and decoding runs this every step). Under greedy
+    acceptance a node is accepted when its parent is and the model's argmax at the
+    parent is the node's token; siblings hold different tokens, so the accepted nodes
+    form one chain from the root, and its deepest node ends the accepted path.
+    """
+
+    parent: list[int]  # parent of each node (-1 for the root), in an ancestors-first numbering
+    depth: list[int]
+    chains: list[list[int]]  # the nodes from the root to each node
+
+    @classmethod
+    def of(cls, attn_mask: torch.Tensor) -> "_TreeWalk":
+        """Read parents from an ancestors-first tree mask (row ``i``: ``i`` and its ancestors)."""
+        chains = [torch.nonzero(row).flatten().tolist() for row in attn_mask.cpu()]
+        return cls([chain[-2] if len(chain) > 1 else -1 for chain in chains], [len(c) - 1 for c in chains], chains)
+
+    def greedy(self, tokens: list[int], tree_logits: torch.Tensor) -> tuple[list[int], list[int]]:
+        """The accepted chain (root first) and the model's argmax token at every node."""
+        predictions = tree_logits.argmax(-1).tolist()
+        accepted = [True] + [False] * (len(tokens) - 1)
+        best = 0
+        for node in range(1, len(tokens)):
+            parent = self.parent[node]
+            if accepted[parent] and predictions[parent] == tokens[node]:
+                accepted[node] = True
+                if self.depth[node] > self.depth[best]:
+                    best = node
+        return self.chains[best], predictions
+
+
 class _PathTables(NamedTuple):
     """Per-tree index tables used at every step, built once per generation."""
 
@@ -430,50 +477,47 @@ class _PathTables(NamedTuple):
     retrieve: torch.Tensor  # (P, depth + 1) the tree's retrieve indices
 
 
-def _best_path(
+def _best_typical_path(
     tree_tokens: torch.Tensor,
     tree_logits: torch.Tensor,
     paths: _PathTables,
-    typical: bool,
     temperature: float,
     threshold: float,
     alpha: float,
 ) -> tuple[torch.Tensor, int]:
-    """Pick the root-to-leaf path with the longest accepted prefix (first on ties).
+    """Under typical acceptance, the root-to-leaf path with the longest accepted prefix (first on ties).
 
     Every node's verdict is computed once, on the ``T`` tree logits, and then looked up
-    along the paths (nodes are shared by many paths).
+    along the paths (nodes are shared by many paths). Unlike greedy acceptance, several
+    children of one node may pass, so the paths are compared as tensors.
     """
     candidates = tree_tokens[paths.children]  # (P, depth): token at each child node
-    if typical:
-        probs = (tree_logits.float() / temperature).softmax(-1)  # (T, vocab)
-        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)
-        limit = torch.clamp(alpha * torch.exp(-entropy), max=threshold)  # (T,)
-        ok = probs[paths.parents, candidates] > limit[paths.parents]
-    else:
-        ok = tree_logits.argmax(-1)[paths.parents] == candidates
+    probs = (tree_logits.float() / temperature).softmax(-1)  # (T, vocab)
+    entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)
+    limit = torch.clamp(alpha * torch.exp(-entropy), max=threshold)  # (T,)
+    ok = probs[paths.parents, candidates] > limit[paths.parents]
     ok &= paths.valid  # a pad is never accepted
     accepted = ok.cumprod(dim=1).sum(dim=1)  # length of the accepted prefix per path
     best = int(accepted.argmax())
     return paths.retrieve[best], int(accepted[best])
 
 
-def _keep_accepted(cache: KVCache, past: int, nodes: torch.Tensor, length: int) -> KVCache:
+def _keep_accepted(cache: KVCache, past: int, nodes: list[int]) -> KVCache:
     """The cache of the prefix plus the accepted ``nodes`` (in path order), without copying the prefix.
 
     The verification pass returned fresh tensors holding ``past`` prefix entries and then
-    one entry per tree node. Nodes are numbered by depth, so a path's nodes increase and
-    an accepted node never moves up: the ones not yet in place (often none, or only the
+    one entry per tree node. Nodes are numbered so that a path's nodes increase, so an
+    accepted node never moves up: the ones not yet in place (often none, or only the
     last) are copied down, in path order, and a view of the front is the new cache.
     """
-    end = past + length + 1
-    for position, node in enumerate(nodes.tolist()):
+    end = past + len(nodes)
+    for position, node in enumerate(nodes):
         if node != position:  # move this node's entry down to its place in the sequence
             source, target = past + node, past + position
             for k, v in cache:
                 k[:, :, target].copy_(k[:, :, source])
                 v[:, :, target].copy_(v[:, :, source])
-    return tuple((k[:, :, :end], v[:, :, :end]) for k, v in cache)
+    return tuple((k.narrow(2, 0, end), v.narrow(2, 0, end)) for k, v in cache)
 
 
 def self_distillation_data(
