@@ -15,10 +15,12 @@ from scipy.signal import cont2discrete
 
 from dlnotes.ssm.hippo import (
     discretize,
+    hippo_lagt,
     hippo_legs,
     hippo_legt,
     hippo_online,
     hippo_reconstruct,
+    laguerre,
     legendre,
 )
 
@@ -88,7 +90,7 @@ def test_exact_projection_satisfies_the_hippo_ode(measure):
     torch.testing.assert_close(derivative, scale * (A @ c + B * f(t)), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("function", [hippo_legs, hippo_legt])
+@pytest.mark.parametrize("function", [hippo_legs, hippo_legt, hippo_lagt])
 @pytest.mark.parametrize("N", [0, -1, 2.0, True])
 def test_matrices_reject_bad_orders(function, N):
     with pytest.raises(ValueError, match="N must"):
@@ -237,7 +239,7 @@ def test_batched_signals_match_one_by_one():
 
 def test_online_and_reconstruct_errors():
     with pytest.raises(ValueError, match="measure"):
-        hippo_online(torch.zeros(5), 3, "lagt")
+        hippo_online(torch.zeros(5), 3, "fourier")
     with pytest.raises(ValueError, match="signal"):
         hippo_online(torch.zeros(2, 2, 5), 3)
     with pytest.raises(ValueError, match="theta"):
@@ -248,3 +250,73 @@ def test_online_and_reconstruct_errors():
         hippo_reconstruct(torch.zeros(3), torch.zeros(4), "fourier")
     with pytest.raises(ValueError, match="x must"):
         hippo_reconstruct(torch.zeros(3), torch.zeros(2, 2))
+
+
+# ------------------------------------------------------------------------------ LagT
+def test_lagt_matches_the_hand_derived_matrices():
+    # c_n' = f - (c_0 + ... + c_n): ones on and below the diagonal, negated
+    A, B = hippo_lagt(3)
+    assert A.tolist() == [[-1.0, 0.0, 0.0], [-1.0, -1.0, 0.0], [-1.0, -1.0, -1.0]]
+    assert B.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_laguerre_matches_numpy_and_is_orthonormal_under_exp():
+    x = torch.linspace(0, 12, 25, dtype=torch.float64)
+    ours = laguerre(7, x)
+    for n in range(7):
+        reference = np.polynomial.laguerre.Laguerre.basis(n)(x.numpy())
+        np.testing.assert_allclose(ours[n].numpy(), reference, rtol=1e-11, atol=1e-11)
+    nodes, weights = np.polynomial.laguerre.laggauss(30)  # ∫_0^∞ e^{-x} p(x) dx, exact for degree < 60
+    g = hippo_reconstruct(torch.eye(7, dtype=torch.float64), torch.tensor(nodes), "lagt")
+    torch.testing.assert_close(g @ torch.diag(torch.tensor(weights)) @ g.T, torch.eye(7, dtype=torch.float64))
+
+
+def lagt_projection(samples, N, theta, dt, points=16):
+    """c_n(T) = ∫_0^T f(s) L_n((T - s)/θ) e^{-(T - s)/θ} ds/θ for f held constant on each step.
+
+    Gauss-Legendre quadrature on every step (independent of the ODE and its discretisation).
+    """
+    nodes, weights = np.polynomial.legendre.leggauss(points)
+    T = len(samples) * dt
+    total = np.zeros(N)
+    for k, value in enumerate(samples):  # f = value on (k dt, (k + 1) dt]
+        s = k * dt + (nodes + 1) / 2 * dt
+        delay = (T - s) / theta
+        basis = np.stack([np.polynomial.laguerre.Laguerre.basis(n)(delay) for n in range(N)])
+        total += value * basis @ (np.exp(-delay) * weights * dt / 2) / theta
+    return torch.tensor(total)
+
+
+def test_lagt_zoh_recurrence_is_the_exact_projection_of_a_held_signal():
+    # ZOH integrates the ODE exactly for a piecewise-constant input, so the recurrence must
+    # reproduce the projection integral to rounding, for any step size.
+    samples = np.random.default_rng(4).normal(size=120)
+    theta, dt = 0.3, 1 / 120
+    online = hippo_online(torch.tensor(samples), 6, "lagt", theta=theta, method="zoh")[-1]
+    torch.testing.assert_close(online, lagt_projection(samples, 6, theta, dt), rtol=1e-9, atol=1e-10)
+
+
+def test_lagt_remembers_a_long_constant_and_fades_old_input():
+    c = hippo_online(torch.full((400,), 2.0), 5, "lagt", theta=0.02)[-1]  # history of 50 time constants
+    expected = torch.zeros(5, dtype=torch.float64)
+    expected[0] = 2.0  # ∫ L_n e^{-x} dx = 1 for n = 0, else 0
+    torch.testing.assert_close(c, expected, rtol=0, atol=1e-9)
+    # a spike 30 time constants ago has faded by e^{-30}, one time constant ago only by e^{-1}
+    old, recent = torch.zeros(400), torch.zeros(400)
+    old[400 - 1 - 240] = 1.0
+    recent[400 - 1 - 8] = 1.0
+    c_old, c_recent = (hippo_online(s, 5, "lagt", theta=0.02, method="zoh")[-1] for s in (old, recent))
+    assert c_old.abs().max() < 1e-9 < c_recent.abs().max()
+
+
+def test_lagt_reconstructs_the_recent_past():
+    theta = 0.05
+    signal = torch.tensor(smooth(TIMES))
+    delays = torch.linspace(0, 2, 50, dtype=torch.float64)  # up to two time constants back
+    target = torch.tensor(smooth(1 - theta * delays.numpy()))
+    errors = []
+    for N in (4, 8, 16):
+        c = hippo_online(signal, N, "lagt", theta=theta, method="zoh")[-1]
+        errors.append((hippo_reconstruct(c, delays, "lagt") - target).abs().max().item())
+    assert errors[0] > errors[1] > errors[2], f"LagT errors {errors} should fall with N"
+    assert errors[2] < 0.01, f"N=16 should reconstruct the last two time constants, max error {errors[2]:.2e}"

@@ -9,13 +9,15 @@ Differentiating ``c_n(t) = ∫ f(s) g_n(t, s) dμ_t(s)`` gives a linear ODE::
 
     LegT (μ_t uniform on [t - θ, t]):  c'(t) = (1/θ) (A c(t) + B f(t))
     LegS (μ_t uniform on [0, t]):      c'(t) = (1/t) (A c(t) + B f(t))
+    LagT (μ_t = e^{-(t-s)/θ}/θ, s ≤ t, Laguerre polynomials): c'(t) = (1/θ) (A c(t) + B f(t))
 
 with fixed matrices (``s_n = sqrt(2n + 1)``)::
 
     LegT: A_nk = -s_n s_k · ((-1)^{n-k} if k <= n else 1),   B_n = s_n (-1)^n
     LegS: A_nk = -(s_n s_k if n > k, n + 1 if n = k, 0 if n < k),   B_n = s_n
+    LagT: A_nk = -(1 if k <= n else 0),   B_n = 1
 
-Both are returned in the convention ``x' = A x + B u``, i.e. the paper's matrices negated.
+All are returned in the convention ``x' = A x + B u``, i.e. the paper's matrices negated.
 The history is read back as ``f(s) ≈ Σ_n c_n g_n(s)``: :func:`hippo_reconstruct`.
 :func:`discretize` turns ``(A, B)`` into a recurrence ``x_k = Ā x_{k-1} + B̄ u_k`` by
 forward Euler, the bilinear (Tustin) transform or a zero-order hold; :func:`hippo_online`
@@ -34,17 +36,19 @@ __all__ = [
     "MEASURES",
     "METHODS",
     "discretize",
+    "hippo_lagt",
     "hippo_legs",
     "hippo_legt",
     "hippo_online",
     "hippo_reconstruct",
+    "laguerre",
     "legendre",
 ]
 
 #: Discretisation methods of :func:`discretize`.
 METHODS = ("zoh", "bilinear", "euler")
 #: HiPPO measures implemented here.
-MEASURES = ("legt", "legs")
+MEASURES = ("legt", "legs", "lagt")
 
 
 @export("ssm.hippo_legt")
@@ -114,6 +118,40 @@ def hippo_legs(N: int, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor
     s = torch.sqrt(2 * torch.arange(N, dtype=dtype) + 1)
     A = torch.tril(s[:, None] * s[None, :], diagonal=-1) + torch.diag(torch.arange(1, N + 1, dtype=dtype))
     return 0.0 - A, s.clone()  # 0 - A, not -A: no negative zeros above the diagonal
+
+
+@export("ssm.hippo_lagt")
+def hippo_lagt(N: int, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+    """HiPPO-LagT: an exponentially fading memory in the Laguerre basis.
+
+    The measure weighs the past by ``e^{-(t-s)}`` (``s <= t``), so recent input counts
+    most and nothing is cut off sharply; its orthonormal polynomials are the Laguerre
+    polynomials ``L_n(x)`` of the delay ``x = t - s``. From ``c_n(t) = ∫ f(s) L_n(t - s)
+    e^{-(t-s)} ds``, ``L_n(0) = 1`` and ``L_n' = -(L_0 + ... + L_{n-1})`` follows
+    ``c_n' = f - (c_0 + ... + c_n)``. Returned for a time constant of ``1``: divide both by
+    ``θ`` for the measure ``e^{-(t-s)/θ}/θ``.
+
+    Shape: ``A (N, N)``, ``B (N,)``.
+
+    Args:
+        N: Number of coefficients.
+        dtype: Floating dtype of the result.
+
+    Returns:
+        ``(A, B)`` with ``A_nk = -1`` for ``k <= n`` (else 0) and ``B_n = 1``.
+
+    Raises:
+        ValueError: If ``N`` is not a positive integer.
+
+    Examples:
+        >>> A, B = hippo_lagt(3)
+        >>> A
+        tensor([[-1.,  0.,  0.],
+                [-1., -1.,  0.],
+                [-1., -1., -1.]], dtype=torch.float64)
+    """
+    _check_order(N)
+    return 0.0 - torch.tril(torch.ones(N, N, dtype=dtype)), torch.ones(N, dtype=dtype)
 
 
 @export("ssm.discretize")
@@ -201,6 +239,38 @@ def legendre(N: int, z: torch.Tensor) -> torch.Tensor:
     return torch.stack(values[:N])
 
 
+@export("ssm.laguerre")
+def laguerre(N: int, x: torch.Tensor) -> torch.Tensor:
+    """Laguerre polynomials ``L_0(x), ..., L_{N-1}(x)`` by their three-term recurrence.
+
+    ``(n + 1) L_{n+1} = (2n + 1 - x) L_n - n L_{n-1}``, with ``L_0 = 1`` and ``L_1 = 1 - x``;
+    orthonormal on ``[0, ∞)`` under the weight ``e^{-x}``.
+
+    Shape: ``x (...)`` -> ``(N, ...)``.
+
+    Args:
+        N: Number of polynomials.
+        x: Points, usually ``>= 0``.
+
+    Returns:
+        ``L_n(x)`` stacked along a new first dimension.
+
+    Raises:
+        ValueError: If ``N`` is not a positive integer.
+
+    Examples:
+        >>> laguerre(3, torch.tensor([1.0]))
+        tensor([[ 1.0000],
+                [ 0.0000],
+                [-0.5000]])
+    """
+    _check_order(N)
+    values = [torch.ones_like(x), 1 - x]
+    for n in range(1, N - 1):
+        values.append(((2 * n + 1 - x) * values[n] - n * values[n - 1]) / (n + 1))
+    return torch.stack(values[:N])
+
+
 @export("ssm.hippo_online")
 def hippo_online(
     signal: torch.Tensor,
@@ -213,7 +283,7 @@ def hippo_online(
     """Run the discretised HiPPO ODE over a sampled signal: coefficients after every sample.
 
     Samples ``f_k = f(t_k)`` with ``t_k = (k + 1) Δ``, ``Δ = dt`` (default ``1/L``: the
-    signal spans ``[0, 1]``). LegT uses the fixed recurrence from
+    signal spans ``[0, 1]``). LegT and LagT use the fixed recurrence from
     ``discretize(A/θ, B/θ, Δ, method)`` from ``c = 0`` (the signal is taken as zero
     before ``t = 0``). LegS, whose ODE has the factor ``1/t``, starts from the projection
     of the first sample, ``c_0 = f_0 e_0`` (on ``[0, t_0]`` only ``f_0`` is known, a
@@ -227,8 +297,9 @@ def hippo_online(
     Args:
         signal: The samples, in time order.
         N: Number of Legendre coefficients.
-        measure: ``"legs"`` (whole history) or ``"legt"`` (window of length ``theta``).
-        theta: Window length of LegT, in the time unit of ``dt``.
+        measure: ``"legs"`` (whole history), ``"legt"`` (window of length ``theta``) or
+            ``"lagt"`` (memory fading as ``e^{-(t-s)/θ}``).
+        theta: Window length of LegT, time constant of LagT, in the time unit of ``dt``.
         dt: Time between samples; ``None`` means ``1 / L``.
         method: Discretisation passed to :func:`discretize`.
 
@@ -253,8 +324,8 @@ def hippo_online(
     f = signal.to(torch.float64).reshape(-1, signal.shape[-1])  # (batch, L)
     length = f.shape[-1]
     dt = 1.0 / length if dt is None else dt
-    if measure == "legt":
-        A, B = hippo_legt(N)
+    if measure in ("legt", "lagt"):
+        A, B = hippo_legt(N) if measure == "legt" else hippo_lagt(N)
         A_bar, B_bar = discretize(A / theta, B / theta, dt, method)  # one fixed recurrence
         A_bars, B_bars = A_bar.expand(length, N, N), B_bar.expand(length, N)
         c = torch.zeros(f.shape[0], N, dtype=torch.float64)
@@ -281,17 +352,19 @@ def hippo_online(
 def hippo_reconstruct(coefficients: torch.Tensor, x: torch.Tensor, measure: str = "legs") -> torch.Tensor:
     """Read the remembered history back: ``f ≈ Σ_n c_n g_n`` at positions ``x`` of the window.
 
-    ``x ∈ [0, 1]`` is the position inside the measure's window, ``0`` the oldest point and
-    ``1`` the present: for LegS the time ``x · t``, for LegT the time ``t - θ(1 - x)``.
-    LegS uses ``g_n = s_n P_n(2x - 1)``; LegT, whose polynomials run in delay ``τ = 1 - x``,
-    uses ``g_n = s_n P_n(1 - 2x)``.
+    For the Legendre measures ``x ∈ [0, 1]`` is the position inside the window, ``0`` the
+    oldest point and ``1`` the present: for LegS the time ``x · t``, for LegT the time
+    ``t - θ(1 - x)``. LegS uses ``g_n = s_n P_n(2x - 1)``; LegT, whose polynomials run in
+    delay ``τ = 1 - x``, uses ``g_n = s_n P_n(1 - 2x)``. LagT's memory has no window: there
+    ``x >= 0`` is the delay in units of ``θ`` (``0`` the present, the time ``t - θ x``), and
+    ``g_n = L_n(x)``; the approximation is best where the measure ``e^{-x}`` is large.
 
     Shape: ``coefficients (..., N)``, ``x (M,)`` -> ``(..., M)``.
 
     Args:
         coefficients: HiPPO coefficients at one time (or a batch of times).
-        x: Positions in the window.
-        measure: ``"legs"`` or ``"legt"``.
+        x: Positions in the window (LegS, LegT) or delays (LagT).
+        measure: ``"legs"``, ``"legt"`` or ``"lagt"``.
 
     Returns:
         The approximation at ``x``.
@@ -308,6 +381,8 @@ def hippo_reconstruct(coefficients: torch.Tensor, x: torch.Tensor, measure: str 
     if x.dim() != 1:
         raise ValueError(f"x must be a 1-d tensor of window positions, got shape {tuple(x.shape)}")
     N = coefficients.shape[-1]
+    if measure == "lagt":
+        return coefficients @ laguerre(N, x.to(coefficients.dtype))  # g_n(x) = L_n(x): (N, M)
     z = 2 * x - 1 if measure == "legs" else 1 - 2 * x
     z = z.to(coefficients.dtype)
     basis = torch.sqrt(2 * torch.arange(N, dtype=z.dtype) + 1)[:, None] * legendre(N, z)  # g_n(x): (N, M)
