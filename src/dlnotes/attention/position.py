@@ -35,6 +35,7 @@ import math
 import torch
 from torch import nn
 
+from dlnotes._checks import check_int
 from dlnotes.attention.sdpa import causal_mask, check_attention_inputs, repeat_kv
 from dlnotes.foundations.api_export import export
 
@@ -128,7 +129,7 @@ def sinusoidal_positions(seq_len: int, dim: int, base: float = 10000.0) -> torch
         >>> sinusoidal_positions(3, 8).shape
         torch.Size([3, 8])
     """
-    _check_positive_int(seq_len, "seq_len")
+    check_int(seq_len, "seq_len", 1)
     return sinusoidal_encoding(torch.arange(seq_len), dim, base)
 
 
@@ -236,8 +237,8 @@ class LearnedPositions(nn.Module):
         self, max_len: int, dim: int, init_std: float = 0.02, generator: torch.Generator | None = None
     ) -> None:
         super().__init__()
-        _check_positive_int(max_len, "max_len")
-        _check_positive_int(dim, "dim")
+        check_int(max_len, "max_len", 1)
+        check_int(dim, "dim", 1)
         self.max_len, self.dim = max_len, dim
         self.table = nn.Parameter(torch.randn(max_len, dim, generator=generator) * init_std)
 
@@ -271,7 +272,7 @@ class RecurrentPositions(nn.Module):
 
     def __init__(self, dim: int, generator: torch.Generator | None = None) -> None:
         super().__init__()
-        _check_positive_int(dim, "dim")
+        check_int(dim, "dim", 1)
         self.dim = dim
         self.cell = nn.GRUCell(dim, dim)
         bound = 1.0 / math.sqrt(dim)
@@ -288,7 +289,7 @@ class RecurrentPositions(nn.Module):
 
     def positions(self, seq_len: int) -> torch.Tensor:
         """The vectors :math:`p_0, \\dots, p_{\\text{seq\\_len}-1}` as a ``(seq_len, dim)`` tensor."""
-        _check_positive_int(seq_len, "seq_len")
+        check_int(seq_len, "seq_len", 1)
         rows = [self.start]
         for _ in range(seq_len - 1):
             rows.append(self.step(rows[-1]))  # p_{k+1} = f(p_k)
@@ -342,8 +343,8 @@ def relative_positions(
         tensor([[-1,  0,  1],
                 [-2, -1,  0]])
     """
-    _check_positive_int(seq_q, "seq_q")
-    _check_positive_int(seq_k, "seq_k")
+    check_int(seq_q, "seq_q", 1)
+    check_int(seq_k, "seq_k", 1)
     if q_positions is None:
         q_positions = torch.arange(seq_q, device=device) + (seq_k - seq_q)
     if k_positions is None:
@@ -377,7 +378,7 @@ def clipped_relative_index(relative: torch.Tensor, max_distance: int) -> torch.T
         tensor([0, 1, 2, 4])
     """
     _check_integer_tensor(relative, "relative")
-    _check_positive_int(max_distance, "max_distance")
+    check_int(max_distance, "max_distance", 1)
     return relative.clamp(-max_distance, max_distance) + max_distance
 
 
@@ -514,10 +515,10 @@ class ShawRelativeAttention(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        _check_positive_int(head_dim, "head_dim")
+        check_int(head_dim, "head_dim", 1)
         _check_max_distance(max_distance)
         value_dim = head_dim if value_dim is None else value_dim
-        _check_positive_int(value_dim, "value_dim")
+        check_int(value_dim, "value_dim", 1)
         self.max_distance = max_distance
         n_rel = 2 * max_distance + 1
         self.rel_k = nn.Parameter(torch.randn(n_rel, head_dim, generator=generator) * init_std)
@@ -665,8 +666,8 @@ def t5_relative_bucket(
     _check_integer_tensor(relative_position, "relative_position")
     if not isinstance(bidirectional, bool):
         raise TypeError(f"bidirectional must be a bool, got {type(bidirectional).__name__}")
-    _check_positive_int(num_buckets, "num_buckets")
-    _check_positive_int(max_distance, "max_distance")
+    check_int(num_buckets, "num_buckets", 1)
+    check_int(max_distance, "max_distance", 1)
     if bidirectional and (num_buckets % 2 or num_buckets < 4):
         raise ValueError(f"num_buckets must be even and >= 4 when bidirectional, got {num_buckets}")
     if num_buckets < 2:
@@ -720,7 +721,7 @@ class T5RelativeBias(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        _check_positive_int(heads, "heads")
+        check_int(heads, "heads", 1)
         t5_relative_bucket(torch.zeros(1, dtype=torch.long), bidirectional, num_buckets, max_distance)  # validates
         self.num_buckets, self.max_distance, self.bidirectional = num_buckets, max_distance, bidirectional
         self.table = nn.Parameter(torch.randn(num_buckets, heads, generator=generator) * init_std)
@@ -904,7 +905,7 @@ def alibi_slopes(n_heads: int) -> torch.Tensor:
         >>> alibi_slopes(4)
         tensor([0.2500, 0.0625, 0.0156, 0.0039])
     """
-    _check_positive_int(n_heads, "n_heads")
+    check_int(n_heads, "n_heads", 1)
     closest = 2 ** int(math.floor(math.log2(n_heads)))  # largest power of two <= n_heads
     slopes = _power_of_two_slopes(closest)
     if closest < n_heads:
@@ -990,8 +991,8 @@ class ConvolutionalPositions(nn.Module):
         self, dim: int, kernel_size: int = 3, padding_mode: str = "zeros", generator: torch.Generator | None = None
     ) -> None:
         super().__init__()
-        _check_positive_int(dim, "dim")
-        _check_positive_int(kernel_size, "kernel_size")
+        check_int(dim, "dim", 1)
+        check_int(kernel_size, "kernel_size", 1)
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd (to keep the length), got {kernel_size}")
         if padding_mode not in ("zeros", "circular"):
@@ -1035,8 +1036,8 @@ class ComplexOrderEmbedding(nn.Module):
 
     def __init__(self, vocab_size: int, dim: int, generator: torch.Generator | None = None) -> None:
         super().__init__()
-        _check_positive_int(vocab_size, "vocab_size")
-        _check_positive_int(dim, "dim")
+        check_int(vocab_size, "vocab_size", 1)
+        check_int(dim, "dim", 1)
         self.amplitude = nn.Parameter(torch.randn(vocab_size, dim, generator=generator))  # r
         self.frequency = nn.Parameter(torch.randn(vocab_size, dim, generator=generator))  # omega
         self.phase = nn.Parameter(torch.rand(vocab_size, dim, generator=generator) * 2 * math.pi)  # theta
@@ -1071,15 +1072,8 @@ def _power_of_two_slopes(n: int) -> list[float]:
     return [start ** (h + 1) for h in range(n)]
 
 
-def _check_positive_int(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-
-
 def _check_even_dim(dim: object, name: str) -> None:
-    _check_positive_int(dim, name)
+    check_int(dim, name, 1)
     if dim % 2:  # type: ignore[operator]
         raise ValueError(f"{name} must be even (sin/cos pairs), got {dim}")
 
@@ -1090,7 +1084,7 @@ def _check_base(base: object) -> None:
 
 
 def _check_max_distance(max_distance: object) -> None:
-    _check_positive_int(max_distance, "max_distance")
+    check_int(max_distance, "max_distance", 1)
 
 
 def _check_float_tensor(x: object, name: str) -> None:

@@ -43,6 +43,7 @@ from typing import NamedTuple
 
 import torch
 
+from dlnotes._checks import check_int
 from dlnotes.attention.sdpa import check_attention_inputs, resolve_scale
 from dlnotes.foundations.api_export import export
 
@@ -118,8 +119,8 @@ class Pattern:
                     [0, 1, 1, 0],
                     [0, 0, 1, 1]], dtype=torch.int32)
         """
-        _check_positive_int("seq_q", seq_q)
-        _check_positive_int("seq_k", seq_k)
+        check_int(seq_q, "seq_q", 1)
+        check_int(seq_k, "seq_k", 1)
         return _fine_mask(self, range(seq_q), torch.arange(seq_k, device=device), seq_q, seq_k, causal)
 
     def block_layout(
@@ -158,9 +159,9 @@ class Pattern:
             tensor([[1, 0],
                     [1, 1]], dtype=torch.int32)
         """
-        _check_positive_int("seq_q", seq_q)
-        _check_positive_int("seq_k", seq_k)
-        _check_positive_int("block_size", block_size)
+        check_int(seq_q, "seq_q", 1)
+        check_int(seq_k, "seq_k", 1)
+        check_int(block_size, "block_size", 1)
         tiles = _Tiles.build(seq_q, seq_k, block_size, device)
         layout = self._tile_layout(tiles, causal)  # may broadcast, e.g. a rule on keys only
         return layout.expand(tiles.q_first.shape[0], tiles.k_first.shape[1]).clone()
@@ -191,7 +192,7 @@ class Local(Pattern):
     window: int
 
     def __post_init__(self) -> None:
-        _check_positive_int("window", self.window)
+        check_int(self.window, "window", 1)
 
     def allowed(self, query_pos: torch.Tensor, key_pos: torch.Tensor) -> torch.Tensor:
         return (query_pos - key_pos).abs() < self.window  # |p - j| < w
@@ -222,9 +223,9 @@ class Dilated(Pattern):
     window: int | None = None
 
     def __post_init__(self) -> None:
-        _check_positive_int("dilation", self.dilation)
+        check_int(self.dilation, "dilation", 1)
         if self.window is not None:
-            _check_positive_int("window", self.window)
+            check_int(self.window, "window", 1)
 
     def allowed(self, query_pos: torch.Tensor, key_pos: torch.Tensor) -> torch.Tensor:
         delta = query_pos - key_pos
@@ -260,7 +261,7 @@ class Blocked(Pattern):
     block: int
 
     def __post_init__(self) -> None:
-        _check_positive_int("block", self.block)
+        check_int(self.block, "block", 1)
 
     def allowed(self, query_pos: torch.Tensor, key_pos: torch.Tensor) -> torch.Tensor:
         return _floor_div(query_pos, self.block) == _floor_div(key_pos, self.block)  # floor(p/l) = floor(j/l)
@@ -301,8 +302,8 @@ class Summary(Pattern):
     c: int = 1
 
     def __post_init__(self) -> None:
-        _check_positive_int("block", self.block)
-        _check_positive_int("c", self.c)
+        check_int(self.block, "block", 1)
+        check_int(self.c, "c", 1)
         if self.c > self.block:
             raise ValueError(f"c must be at most block ({self.block}), got {self.c}")
 
@@ -396,7 +397,7 @@ class Strided(_Composite):
     stride: int
 
     def __post_init__(self) -> None:
-        _check_positive_int("stride", self.stride)
+        check_int(self.stride, "stride", 1)
 
     @property
     def parts(self) -> tuple[Pattern, ...]:
@@ -556,7 +557,7 @@ def sparse_attention(
     pattern = parse_pattern(pattern)
     if not isinstance(causal, bool):
         raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
-    _check_positive_int("block_size", block_size)
+    check_int(block_size, "block_size", 1)
     scale = resolve_scale(scale, shape.head_dim)
 
     batch, heads, kv_heads, seq_q, seq_k = shape.batch, shape.heads, shape.kv_heads, shape.seq_q, shape.seq_k
@@ -705,11 +706,3 @@ def _floor_div(x: torch.Tensor, divisor: int) -> torch.Tensor:
 def _tile_sizes(length: int, block_size: int) -> torch.Tensor:
     first = torch.arange(0, length, block_size)
     return torch.clamp(length - first, max=block_size)
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-
