@@ -8,7 +8,7 @@ discretisation (repeated matrix-vector products, no generating function, no FFT)
 import pytest
 import torch
 
-from dlnotes.ssm.dplr import dplr_kernel, legs_nplr
+from dlnotes.ssm.dplr import S4Layer, dplr_kernel, legs_nplr
 from dlnotes.ssm.hippo import discretize, hippo_legs
 from dlnotes.ssm.s4 import ssm_kernel
 
@@ -82,3 +82,88 @@ def test_bad_inputs_raise_clear_errors():
         dplr_kernel(**dict(args, length=0))
     with pytest.raises(ValueError, match="N must"):
         legs_nplr(0)
+
+
+# ------------------------------------------------------------------------------ S4Layer
+def s4_layer(d_model=3, d_state=8, l_max=64, seed=0):
+    torch.manual_seed(seed)
+    return S4Layer(d_model, d_state, l_max=l_max).double()
+
+
+def test_conjugate_halves_rebuild_hippo_legs():
+    # The layer stores the modes with Im λ > 0 and treats the others as their conjugates;
+    # with conjugated eigenvectors that is again an eigenbasis of LegS.
+    nplr = legs_nplr(8)
+    keep = nplr.Lambda.imag > 0
+    assert int(keep.sum()) == 4
+    full = lambda t: torch.cat([t[keep], t[keep].conj()])  # noqa: E731
+    V = torch.cat([nplr.V[:, keep], nplr.V[:, keep].conj()], dim=1)
+    P = full(nplr.P)
+    A, B = hippo_legs(8)
+    dense = V @ (torch.diag(full(nplr.Lambda)) - torch.outer(P, P.conj())) @ V.conj().T
+    torch.testing.assert_close(dense, A.to(torch.complex128), rtol=0, atol=1e-11)
+    torch.testing.assert_close(V @ full(nplr.B), B.to(torch.complex128), rtol=0, atol=1e-12)
+
+
+def test_s4_layer_starts_as_hippo_legs():
+    layer = S4Layer(2, 8, l_max=16)
+    nplr = legs_nplr(8)
+    keep = nplr.Lambda.imag > 0
+    for stored, expected in ((layer.A, nplr.Lambda), (torch.view_as_complex(layer.P), nplr.P),
+                             (torch.view_as_complex(layer.B), nplr.B)):
+        torch.testing.assert_close(stored, expected[keep].to(torch.complex64).expand(2, -1))
+
+
+@pytest.mark.parametrize("length", [64, 17])
+def test_s4_layer_kernel_equals_its_dense_system(length):
+    layer = s4_layer()
+    with torch.no_grad():
+        layer.C_tilde.normal_()  # any C̃, not only the initial one
+        kernel = layer.kernel(length)
+        A_bar, B_bar, C = layer.dense_system()
+        for h in range(layer.d_model):
+            expected = ssm_kernel(A_bar[h], B_bar[h], C[h], length)
+            assert expected.imag.abs().max() < 1e-10, "conjugate pairs make the system real"
+            torch.testing.assert_close(kernel[h], expected.real, rtol=0, atol=1e-10)
+
+
+def test_s4_layer_step_equals_forward():
+    layer = s4_layer()
+    x = torch.randn(2, 40, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        full = layer(x)
+        state, outputs = None, []
+        for t in range(40):
+            out, state = layer.step(x[:, t], state)
+            outputs.append(out)
+    torch.testing.assert_close(torch.stack(outputs, dim=1), full, rtol=0, atol=1e-9)
+
+
+def test_s4_layer_learns_a_delay():
+    """Copy the input five steps late: trainable through the DPLR kernel (Λ, P, B, C̃, Δ)."""
+    torch.manual_seed(0)
+    layer = S4Layer(d_model=4, d_state=16, l_max=64)
+    readout = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.Adam([*layer.parameters(), *readout.parameters()], lr=1e-2)
+    generator = torch.Generator().manual_seed(1)
+    losses = []
+    for _ in range(150):
+        u = torch.randn(16, 64, 1, generator=generator)
+        target = torch.nn.functional.pad(u, (0, 0, 5, 0))[:, :64]
+        prediction = readout(layer(u.expand(-1, -1, 4)))
+        loss = (prediction - target).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(torch.isfinite(p).all() for p in layer.parameters())
+    assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10, (losses[:3], losses[-3:])
+
+
+def test_s4_layer_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="l_max must be a positive integer"):
+        S4Layer(2, 8, l_max=0)
+    with pytest.raises(ValueError, match="exceeds l_max=16"):
+        S4Layer(2, 8, l_max=16)(torch.zeros(1, 17, 2))
+    with pytest.raises(ValueError, match="state must be"):
+        S4Layer(2, 8, l_max=16).step(torch.zeros(1, 2), torch.zeros(1, 2, 4, dtype=torch.complex64))

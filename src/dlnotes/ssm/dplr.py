@@ -29,11 +29,13 @@ import math
 from typing import NamedTuple
 
 import torch
+from torch import nn
 
 from dlnotes.foundations.api_export import export
 from dlnotes.ssm.hippo import hippo_legs
+from dlnotes.ssm.s4 import S4DLayer
 
-__all__ = ["NPLR", "dplr_kernel", "legs_nplr"]
+__all__ = ["NPLR", "S4Layer", "dplr_kernel", "legs_nplr"]
 
 
 class NPLR(NamedTuple):
@@ -158,3 +160,144 @@ def dplr_kernel(
         1 + half[:, 0] * cauchy(Q_star, P)
     )  # Woodbury: [D + h P Q*]^{-1} = D^{-1} - h D^{-1} P (1 + h Q* D^{-1} P)^{-1} Q* D^{-1}
     return torch.fft.ifft(generating)
+
+
+def _cauchy_conj(a: torch.Tensor, b: torch.Tensor, Lambda: torch.Tensor, half: torch.Tensor, dt: torch.Tensor,
+                 z: torch.Tensor) -> torch.Tensor:
+    """``Σ_n a_n b_n / d_n(z)`` over all ``N`` modes, given the ``N/2`` with ``Im λ > 0``.
+
+    The other half are the complex conjugates (``a, b, λ`` conjugated), which is what makes
+    the system real. ``d_n(z) = (1 - z)/Δ - (1 + z) λ_n / 2``. Shapes: ``a, b, Lambda (H, M)``,
+    ``dt (H,)``, ``z, half (L,)`` -> ``(H, L)``.
+    """
+    step = ((1 - z) / dt[:, None])[..., None]  # (H, L, 1)
+    scaled = half[:, None] * Lambda[:, None, :]  # (H, L, M)
+    numerator = (a * b)[:, None, :]
+    return (numerator / (step - scaled)).sum(-1) + (numerator.conj() / (step - half[:, None] * Lambda.conj()[:, None, :])).sum(-1)
+
+
+@export("ssm.S4Layer")
+class S4Layer(S4DLayer):
+    """The original S4 layer: HiPPO-LegS state matrices in DPLR form, kernel by generating function.
+
+    Like :class:`dlnotes.ssm.s4.S4DLayer` (same ``D`` skip, GELU and GLU output), but each
+    channel's state matrix is diagonal plus rank one, ``Λ - P P*``, initialised to
+    HiPPO-LegS in its eigenbasis (:func:`legs_nplr`), and the kernel is computed as in
+    :func:`dplr_kernel` with the bilinear discretisation. Only the ``N/2`` modes with
+    ``Im λ > 0`` are stored; the rest are their conjugates, so the kernel is real. As in
+    S4, the layer learns ``C̃ = C (I - Ā^{l_max})`` directly and computes kernels of
+    ``l_max`` taps (inputs may be shorter); ``Re Λ = -exp(·)`` stays negative.
+
+    :meth:`step` runs the same layer as a recurrence with the dense ``N x N`` matrices
+    (``C = C̃ (I - Ā^{l_max})^{-1}``), ``O(N²)`` per token and channel: a reference for
+    the convolution, not a fast decoder.
+
+    Shape: ``(batch, L, d_model) -> (batch, L, d_model)`` with ``L <= l_max``.
+
+    Args:
+        d_model: Number of channels ``H``.
+        d_state: State size ``N`` per channel (even).
+        l_max: Longest sequence; the kernel's length.
+        dt_min: Smallest initial step size.
+        dt_max: Largest initial step size.
+        dropout: Dropout probability after the GELU.
+
+    Raises:
+        ValueError: On non-positive sizes, an odd ``d_state``, ``0 < dt_min <= dt_max``
+            violated, or ``dropout`` outside ``[0, 1)``; in :meth:`forward`, inputs longer
+            than ``l_max``.
+
+    Examples:
+        >>> layer = S4Layer(d_model=4, d_state=8, l_max=32)
+        >>> layer(torch.randn(2, 20, 4)).shape
+        torch.Size([2, 20, 4])
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        l_max: int = 1024,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(d_model, d_state, "inv", "bilinear", dt_min, dt_max, dropout)
+        if isinstance(l_max, bool) or not isinstance(l_max, int) or l_max < 1:
+            raise ValueError(f"l_max must be a positive integer, got {l_max!r}")
+        self.l_max = l_max
+        del self.A_real_log, self.A_imag, self.B, self.C  # S4D's parameters, replaced below
+        nplr = legs_nplr(d_state)
+        keep = nplr.Lambda.imag > 0  # one of each conjugate pair
+        Lambda = nplr.Lambda[keep].to(torch.complex64).repeat(d_model, 1)  # (H, N/2)
+        self.Lambda_real_log = nn.Parameter(torch.log(-Lambda.real))
+        self.Lambda_imag = nn.Parameter(Lambda.imag.clone())
+        pairs = lambda t: nn.Parameter(torch.view_as_real(t.to(torch.complex64).repeat(d_model, 1)).clone())  # noqa: E731
+        self.P, self.B = pairs(nplr.P[keep]), pairs(nplr.B[keep])
+        self.C_tilde = nn.Parameter(torch.view_as_real(torch.randn(d_model, d_state // 2, dtype=torch.complex64)).clone())
+
+    @property
+    def A(self) -> torch.Tensor:
+        """The diagonal part ``Λ`` of the stored modes, ``(H, N/2)`` complex."""
+        return torch.complex(-torch.exp(self.Lambda_real_log), self.Lambda_imag)
+
+    def kernel(self, length: int) -> torch.Tensor:
+        """The layer's convolution kernel ``(H, length)``: the first taps of the ``l_max`` kernel."""
+        if length > self.l_max:
+            raise ValueError(f"sequence length {length} exceeds l_max={self.l_max}")
+        Lambda, dt = self.A, torch.exp(self.log_dt)
+        P, B, C = (torch.view_as_complex(t) for t in (self.P, self.B, self.C_tilde))
+        k = torch.arange(self.l_max, device=dt.device, dtype=dt.dtype)
+        z = torch.exp(-2j * math.pi * k / self.l_max)  # roots of unity (l_max,)
+        half = (1 + z) / 2
+
+        def cauchy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return _cauchy_conj(a, b, Lambda, half, dt, z)
+
+        generating = cauchy(C, B) - half * cauchy(C, P) * cauchy(P.conj(), B) / (1 + half * cauchy(P.conj(), P))
+        return torch.fft.ifft(generating, dim=-1).real[:, :length]
+
+    def dense_system(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The full ``N``-mode bilinear system per channel: ``Ā (H, N, N)``, ``B̄ (H, N)``, ``C (H, N)``."""
+        conj_pair = lambda t: torch.cat([t, t.conj()], dim=-1)  # noqa: E731
+        Lambda = conj_pair(self.A)
+        P, B, C_tilde = (conj_pair(torch.view_as_complex(t)) for t in (self.P, self.B, self.C_tilde))
+        dt = torch.exp(self.log_dt)[:, None, None].to(Lambda.dtype)
+        A = torch.diag_embed(Lambda) - P[..., :, None] * P.conj()[..., None, :]
+        eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+        left = eye - dt / 2 * A
+        A_bar = torch.linalg.solve(left, eye + dt / 2 * A)
+        B_bar = torch.linalg.solve(left, (dt[..., 0] * B)[..., None])[..., 0]
+        # C̃ = C (I - Ā^L)  =>  C = C̃ (I - Ā^L)^{-1}, solved as (I - Ā^L)^T C^T = C̃^T
+        power = eye - torch.linalg.matrix_power(A_bar, self.l_max)
+        C = torch.linalg.solve(power.transpose(-1, -2), C_tilde[..., None])[..., 0]
+        return A_bar, B_bar, C
+
+    def step(self, u: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the layer on one token in recurrent mode with the dense system.
+
+        Args:
+            u: ``(batch, d_model)``, this token's input.
+            state: ``(batch, d_model, d_state)`` complex, or ``None`` for zeros.
+
+        Returns:
+            ``(output, new_state)`` with ``output: (batch, d_model)``.
+
+        Raises:
+            ValueError: On shapes that do not fit the layer.
+        """
+        if u.dim() != 2 or u.shape[-1] != self.d_model:
+            raise ValueError(f"u must be (batch, {self.d_model}), got shape {tuple(u.shape)}")
+        if state is None:
+            state = self.initial_state(u.shape[0], device=u.device)
+        if tuple(state.shape) != (u.shape[0], self.d_model, self.d_state):
+            raise ValueError(f"state must be {(u.shape[0], self.d_model, self.d_state)}, got {tuple(state.shape)}")
+        A_bar, B_bar, C = self.dense_system()
+        state = (A_bar @ state[..., None])[..., 0] + B_bar * u[..., None]  # x_k = Ā x_{k-1} + B̄ u_k
+        y = (C * state).sum(-1).real + self.D * u  # C x_k + D u_k (real: conjugate pairs)
+        return self._output(y), state
+
+    def initial_state(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
+        """Zero state before the first token: ``(batch, d_model, d_state)`` complex."""
+        dtype = torch.promote_types(self.log_dt.dtype, torch.complex64)  # complex128 for a float64 layer
+        return torch.zeros(batch, self.d_model, self.d_state, dtype=dtype, device=device or self.log_dt.device)
