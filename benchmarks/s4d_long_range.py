@@ -1,9 +1,10 @@
-"""S4D against an LSTM of the same size on a long-range memory task: delayed recall.
+"""S4D and S4 against an LSTM of the same size on a long-range memory task: delayed recall.
 
 The input is white noise ``u_t ~ N(0, 1)`` and the target is the input ``d`` steps ago,
 ``y_t = u_{t-d}`` (scored for ``t >= d``). Predicting 0 scores a mean squared error of 1;
-getting it right needs the last ``d`` inputs in memory. Both models see one scalar per
-step: S4D is ``Linear(1, H) -> S4DLayer(H, N) -> Linear(H, 1)``; the LSTM is
+getting it right needs the last ``d`` inputs in memory. Every model sees one scalar per
+step: S4D is ``Linear(1, H) -> S4DLayer(H, N) -> Linear(H, 1)``, S4 the same with the
+original DPLR layer (``S4Layer``, HiPPO-LegS, a fourth more parameters); the LSTM is
 ``LSTM(1, h) -> Linear(h, 1)`` with the largest ``h`` whose parameter count does not
 exceed the S4D model's. Same data, same steps, Adam with a one-cycle schedule; the LSTM
 gets the better of two learning rates. Seeded and single-threaded: deterministic.
@@ -11,7 +12,7 @@ gets the better of two learning rates. Seeded and single-threaded: deterministic
 Prints a Markdown table (test MSE per delay) and writes
 ``docs/ssm/results/s4d_long_range.json``, which the chapter renders.
 
-Run: ``python benchmarks/s4d_long_range.py [--quick]`` (about a minute on one core).
+Run: ``python benchmarks/s4d_long_range.py [--quick]`` (one to two minutes on one core).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from _harness import machine, markdown_table, write_results
+from dlnotes.ssm.dplr import S4Layer
 from dlnotes.ssm.s4 import S4DLayer
 
 RESULTS = "docs/ssm/results/s4d_long_range.json"
@@ -41,12 +43,15 @@ CONFIG = {
 
 
 class S4DRegressor(nn.Module):
-    """Scalar sequence in, scalar sequence out, through one S4D layer."""
+    """Scalar sequence in, scalar sequence out, through one S4D layer (``init="s4"``: S4's DPLR layer)."""
 
-    def __init__(self, d_model: int, d_state: int, init: str) -> None:
+    def __init__(self, d_model: int, d_state: int, init: str, length: int = 256) -> None:
         super().__init__()
         self.encoder = nn.Linear(1, d_model)
-        self.layer = S4DLayer(d_model, d_state=d_state, init=init)
+        if init == "s4":
+            self.layer = S4Layer(d_model, d_state=d_state, l_max=length)
+        else:
+            self.layer = S4DLayer(d_model, d_state=d_state, init=init)
         self.decoder = nn.Linear(d_model, 1)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:  # (batch, L) -> (batch, L)
@@ -112,6 +117,9 @@ def run(config: dict) -> dict:
             torch.manual_seed(config["seed"])
             model = S4DRegressor(config["d_model"], config["d_state"], init)
             row[f"s4d_{init}"] = train(model, delay, config["s4d_lr"], config)
+        torch.manual_seed(config["seed"])
+        model = S4DRegressor(config["d_model"], config["d_state"], "s4", config["length"])
+        row["s4"] = train(model, delay, config["s4d_lr"], config)
         tries = []
         for lr in config["lstm_lrs"]:
             torch.manual_seed(config["seed"])
@@ -121,7 +129,12 @@ def run(config: dict) -> dict:
         print(f"delay {delay}: " + ", ".join(f"{k} {v['test_mse']:.4f}" for k, v in row.items() if k != "delay"))
     return {
         "config": config,
-        "parameters": {"s4d": s4d_parameters, "lstm": parameter_count(LSTMRegressor(hidden)), "lstm_hidden": hidden},
+        "parameters": {
+            "s4d": s4d_parameters,
+            "s4": parameter_count(S4DRegressor(config["d_model"], config["d_state"], "s4", config["length"])),
+            "lstm": parameter_count(LSTMRegressor(hidden)),
+            "lstm_hidden": hidden,
+        },
         "rows": rows,
     }
 
@@ -133,10 +146,11 @@ def render(results: dict) -> str:
         "delay $d$",
         f"S4D-Inv ({parameters['s4d']} params)",
         f"S4D-Lin ({parameters['s4d']} params)",
+        f"S4, DPLR LegS ({parameters['s4']} params)",
         f"LSTM, $h = {parameters['lstm_hidden']}$ ({parameters['lstm']} params)",
     ]
     rows = [
-        [row["delay"]] + [f"{row[name]['test_mse']:.4f}" for name in ("s4d_inv", "s4d_lin", "lstm")]
+        [row["delay"]] + [f"{row[name]['test_mse']:.4f}" for name in ("s4d_inv", "s4d_lin", "s4", "lstm")]
         for row in results["rows"]
     ]
     return "\n".join(

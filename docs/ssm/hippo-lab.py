@@ -139,10 +139,10 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## Delayed recall: S4D against an LSTM of the same size
+# ## Delayed recall: S4D and S4 against an LSTM of the same size
 #
 # Test MSE of predicting $u_{t-d}$ from white noise (0 would score 1.0), from the results
-# file. Regenerate it with `python benchmarks/s4d_long_range.py` (about a minute).
+# file. Regenerate it with `python benchmarks/s4d_long_range.py` (one to two minutes).
 
 # %%
 # The build runs this page from the repository root; a reader may run it from docs/ssm/.
@@ -152,11 +152,11 @@ print("measured with:", results["command"])
 print("machine:", results["machine"]["cpu"], "| torch", results["machine"]["torch"])
 print("parameters:", results["parameters"])
 delays = [row["delay"] for row in results["rows"]]
-names = {"s4d_inv": "S4D-Inv", "s4d_lin": "S4D-Lin", "lstm": "LSTM"}
+names = {"s4d_inv": "S4D-Inv", "s4d_lin": "S4D-Lin", "s4": "S4 (DPLR LegS)", "lstm": "LSTM"}
 fig, ax = plt.subplots(figsize=(6, 3.8))
-width = 0.25
+width = 0.2
 for i, (key, label) in enumerate(names.items()):
-    ax.bar([j + (i - 1) * width for j in range(len(delays))], [row[key]["test_mse"] for row in results["rows"]],
+    ax.bar([j + (i - 1.5) * width for j in range(len(delays))], [row[key]["test_mse"] for row in results["rows"]],
            width, label=label)
 ax.set_xticks(range(len(delays)), [f"d = {d}" for d in delays])
 ax.set_yscale("log")

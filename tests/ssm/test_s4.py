@@ -355,6 +355,6 @@ def test_long_range_benchmark_runs_end_to_end_on_a_tiny_config():
     config = dict(benchmark.CONFIG, length=32, delays=[4], steps=3, d_model=4, d_state=8, test_batch=4)
     results = benchmark.run(config)
     row = results["rows"][0]
-    assert row["delay"] == 4 and {"s4d_inv", "s4d_lin", "lstm"} <= set(row)
-    assert all(row[name]["test_mse"] > 0 for name in ("s4d_inv", "s4d_lin", "lstm"))
+    assert row["delay"] == 4 and {"s4d_inv", "s4d_lin", "s4", "lstm"} <= set(row)
+    assert all(row[name]["test_mse"] > 0 for name in ("s4d_inv", "s4d_lin", "s4", "lstm"))
     assert "| 4 |" in benchmark.render(results)
