@@ -85,7 +85,12 @@ def peak_rss_increase(function: Callable[[], object]) -> int:
 
 
 def write_results(path: str | Path, results: dict) -> Path:
-    """Write ``results`` plus the command, machine and versions to a JSON file under the repo."""
+    """Write ``results`` plus the command, machine and versions to a JSON file under the repo.
+
+    GPU measurements already in the file (its ``"cuda"`` entry, see
+    :func:`write_cuda_results`) are kept when ``results`` brings none, so rerunning a
+    benchmark on a machine without a GPU does not throw them away.
+    """
     target = ROOT / path
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -93,6 +98,10 @@ def write_results(path: str | Path, results: dict) -> Path:
         "machine": machine(),
         **results,
     }
+    if "cuda" not in payload and target.exists():
+        previous = json.loads(target.read_text())
+        if "cuda" in previous:
+            payload["cuda"] = previous["cuda"]
     target.write_text(json.dumps(payload, indent=2) + "\n")
     return target
 
