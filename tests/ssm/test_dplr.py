@@ -139,6 +139,32 @@ def test_s4_layer_step_equals_forward():
     torch.testing.assert_close(torch.stack(outputs, dim=1), full, rtol=0, atol=1e-9)
 
 
+def test_s4_layer_fast_step_equals_the_dense_recurrence():
+    layer = s4_layer()
+    generator = torch.Generator().manual_seed(3)
+    state = torch.complex(*(torch.randn(2, 3, 8, generator=generator, dtype=torch.float64) for _ in range(2)))
+    u = torch.randn(2, 3, generator=generator, dtype=torch.float64)
+    with torch.no_grad():
+        _, fast = layer.step(u, state)
+        A_bar, B_bar, _ = layer.dense_system()
+    dense = (A_bar @ state[..., None])[..., 0] + B_bar * u[..., None]
+    torch.testing.assert_close(fast, dense, rtol=0, atol=1e-12)
+
+
+def test_s4_layer_step_cache_follows_parameter_updates():
+    layer = s4_layer()
+    u = torch.randn(1, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        before, _ = layer.step(u)
+        layer.C_tilde.add_(0.5)  # an in-place update, as an optimiser makes
+        after, _ = layer.step(u)
+    fresh, _ = layer.step(u)  # gradients on: C is recomputed, and differentiable
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, fresh.detach(), rtol=0, atol=1e-12)
+    fresh.sum().backward()
+    assert layer.C_tilde.grad is not None and layer.C_tilde.grad.abs().sum() > 0
+
+
 def test_s4_layer_learns_a_delay():
     """Copy the input five steps late: trainable through the DPLR kernel (Λ, P, B, C̃, Δ)."""
     torch.manual_seed(0)

@@ -188,9 +188,9 @@ class S4Layer(S4DLayer):
     S4, the layer learns ``C̃ = C (I - Ā^{l_max})`` directly and computes kernels of
     ``l_max`` taps (inputs may be shorter); ``Re Λ = -exp(·)`` stays negative.
 
-    :meth:`step` runs the same layer as a recurrence with the dense ``N x N`` matrices
-    (``C = C̃ (I - Ā^{l_max})^{-1}``), ``O(N²)`` per token and channel: a reference for
-    the convolution, not a fast decoder.
+    :meth:`step` runs the same layer as a recurrence, ``O(N)`` per token and channel
+    (the diagonal-plus-rank-one structure again), with ``C = C̃ (I - Ā^{l_max})^{-1}``
+    computed once from the dense matrices.
 
     Shape: ``(batch, L, d_model) -> (batch, L, d_model)`` with ``L <= l_max``.
 
@@ -274,7 +274,14 @@ class S4Layer(S4DLayer):
         return A_bar, B_bar, C
 
     def step(self, u: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run the layer on one token in recurrent mode with the dense system.
+        """Run the layer on one token in recurrent mode, ``O(N)`` per channel.
+
+        ``x_k = Ā x_{k-1} + B̄ u_k`` with the bilinear ``Ā = (I - Δ/2 A)^{-1}(I + Δ/2 A)``
+        is applied without forming ``Ā``: ``(I + Δ/2 A) x`` is a diagonal product plus
+        one inner product with ``P``, and ``(I - Δ/2 A)^{-1}`` is diagonal plus rank one,
+        inverted by the Woodbury identity. The output vector ``C = C̃ (I - Ā^{l_max})^{-1}``
+        needs the dense matrices once; it is cached while the parameters are unchanged
+        and gradients are off (with gradients on it is recomputed, so it is differentiable).
 
         Args:
             u: ``(batch, d_model)``, this token's input.
@@ -292,10 +299,33 @@ class S4Layer(S4DLayer):
             state = self.initial_state(u.shape[0], device=u.device)
         if tuple(state.shape) != (u.shape[0], self.d_model, self.d_state):
             raise ValueError(f"state must be {(u.shape[0], self.d_model, self.d_state)}, got {tuple(state.shape)}")
-        A_bar, B_bar, C = self.dense_system()
-        state = (A_bar @ state[..., None])[..., 0] + B_bar * u[..., None]  # x_k = Ā x_{k-1} + B̄ u_k
-        y = (C * state).sum(-1).real + self.D * u  # C x_k + D u_k (real: conjugate pairs)
+        conj_pair = lambda t: torch.cat([t, t.conj()], dim=-1)  # noqa: E731
+        Lambda = conj_pair(self.A)  # (H, N)
+        P, B = (conj_pair(torch.view_as_complex(t)) for t in (self.P, self.B))
+        half_dt = (torch.exp(self.log_dt) / 2)[:, None].to(Lambda.dtype)  # (H, 1)
+        # (I + Δ/2 A) x + Δ B u, with A x = Λ x - P (P* x)
+        inner = (P.conj() * state).sum(-1, keepdim=True)
+        rhs = state + half_dt * (Lambda * state - P * inner) + 2 * half_dt * B * u[..., None]
+        # (I - Δ/2 A)^{-1} = (D + Δ/2 P P*)^{-1}, D = I - Δ/2 Λ:
+        # D^{-1} r - D^{-1} P (P* D^{-1} r) / (2/Δ + P* D^{-1} P)
+        d_inv = 1 / (1 - half_dt * Lambda)
+        r = d_inv * rhs
+        scale = (P.conj() * r).sum(-1, keepdim=True) / (1 / half_dt + (P.conj() * d_inv * P).sum(-1, keepdim=True))
+        state = r - d_inv * P * scale
+        y = (self._output_vector() * state).sum(-1).real + self.D * u  # C x_k + D u_k (real: conjugate pairs)
         return self._output(y), state
+
+    def _output_vector(self) -> torch.Tensor:
+        """``C = C̃ (I - Ā^{l_max})^{-1}``, ``(H, N)``; cached for inference."""
+        if torch.is_grad_enabled():
+            return self.dense_system()[2]
+        parameters = (self.Lambda_real_log, self.Lambda_imag, self.P, self.B, self.C_tilde, self.log_dt)
+        key = tuple((p.data_ptr(), p._version) for p in parameters)
+        cached = getattr(self, "_output_vector_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, self.dense_system()[2])
+            self._output_vector_cache = cached
+        return cached[1]
 
     def initial_state(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
         """Zero state before the first token: ``(batch, d_model, d_state)`` complex."""
