@@ -147,33 +147,36 @@ def dplr_kernel(
     A_bar = torch.linalg.solve(eye - dt / 2 * A, eye + dt / 2 * A)
     C_tilde = C - C @ torch.linalg.matrix_power(A_bar, length)  # C (I - Ā^L)
 
-    k = torch.arange(length, device=Lambda.device, dtype=torch.float64)
-    z = torch.exp(-2j * math.pi * k / length)[:, None]  # roots of unity (L, 1)
+    return torch.fft.ifft(_generating_function(Lambda, P, Q, B, C_tilde, torch.tensor(dt, dtype=torch.float64), length))
+
+
+def _generating_function(
+    Lambda: torch.Tensor, P: torch.Tensor, Q: torch.Tensor, B: torch.Tensor, C_tilde: torch.Tensor, dt: torch.Tensor,
+    length: int,
+) -> torch.Tensor:
+    """``K̂(z) = C̃ (I - Ā z)^{-1} B̄`` at the roots ``z_k = e^{-2πik/L}``, by Woodbury and Cauchy sums.
+
+    For ``A = diag(Λ) - P Q*`` and the bilinear ``Ā, B̄``, ``(I - Ā z)^{-1} B̄ =
+    [D(z) + (1 + z)/2 · P Q*]^{-1} B`` with the diagonal ``d_n(z) = (1 - z)/Δ - (1 + z) λ_n / 2``.
+    Shapes: vectors ``(..., N)``, ``dt (...)`` -> ``(..., L)``; an inverse FFT over the last
+    axis gives the kernel.
+    """
+    k = torch.arange(length, device=Lambda.device, dtype=dt.dtype)
+    z = torch.exp(-2j * math.pi * k / length)  # (L,)
     half = (1 + z) / 2
-    d = (1 - z) / dt - half * Lambda  # (L, N): the diagonal part at every root
+    d = ((1 - z) / dt[..., None])[..., None] - half[:, None] * Lambda[..., None, :]  # (..., L, N)
 
     def cauchy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return (a * b / d).sum(-1)  # Σ_n a_n b_n / d_n(z), one value per root
+        return ((a * b)[..., None, :] / d).sum(-1)  # Σ_n a_n b_n / d_n(z), one value per root
 
     Q_star = Q.conj()
-    generating = cauchy(C_tilde, B) - half[:, 0] * cauchy(C_tilde, P) * cauchy(Q_star, B) / (
-        1 + half[:, 0] * cauchy(Q_star, P)
-    )  # Woodbury: [D + h P Q*]^{-1} = D^{-1} - h D^{-1} P (1 + h Q* D^{-1} P)^{-1} Q* D^{-1}
-    return torch.fft.ifft(generating)
+    # Woodbury: [D + h P Q*]^{-1} = D^{-1} - h D^{-1} P (1 + h Q* D^{-1} P)^{-1} Q* D^{-1}
+    return cauchy(C_tilde, B) - half * cauchy(C_tilde, P) * cauchy(Q_star, B) / (1 + half * cauchy(Q_star, P))
 
 
-def _cauchy_conj(a: torch.Tensor, b: torch.Tensor, Lambda: torch.Tensor, half: torch.Tensor, dt: torch.Tensor,
-                 z: torch.Tensor) -> torch.Tensor:
-    """``Σ_n a_n b_n / d_n(z)`` over all ``N`` modes, given the ``N/2`` with ``Im λ > 0``.
-
-    The other half are the complex conjugates (``a, b, λ`` conjugated), which is what makes
-    the system real. ``d_n(z) = (1 - z)/Δ - (1 + z) λ_n / 2``. Shapes: ``a, b, Lambda (H, M)``,
-    ``dt (H,)``, ``z, half (L,)`` -> ``(H, L)``.
-    """
-    step = ((1 - z) / dt[:, None])[..., None]  # (H, L, 1)
-    scaled = half[:, None] * Lambda[:, None, :]  # (H, L, M)
-    numerator = (a * b)[:, None, :]
-    return (numerator / (step - scaled)).sum(-1) + (numerator.conj() / (step - half[:, None] * Lambda.conj()[:, None, :])).sum(-1)
+def _with_conjugates(half_modes: torch.Tensor) -> torch.Tensor:
+    """The stored modes followed by their complex conjugates: ``(..., N/2) -> (..., N)``."""
+    return torch.cat([half_modes, half_modes.conj()], dim=-1)
 
 
 @export("ssm.S4Layer")
@@ -245,23 +248,15 @@ class S4Layer(S4DLayer):
         """The layer's convolution kernel ``(H, length)``: the first taps of the ``l_max`` kernel."""
         if length > self.l_max:
             raise ValueError(f"sequence length {length} exceeds l_max={self.l_max}")
-        Lambda, dt = self.A, torch.exp(self.log_dt)
-        P, B, C = (torch.view_as_complex(t) for t in (self.P, self.B, self.C_tilde))
-        k = torch.arange(self.l_max, device=dt.device, dtype=dt.dtype)
-        z = torch.exp(-2j * math.pi * k / self.l_max)  # roots of unity (l_max,)
-        half = (1 + z) / 2
-
-        def cauchy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            return _cauchy_conj(a, b, Lambda, half, dt, z)
-
-        generating = cauchy(C, B) - half * cauchy(C, P) * cauchy(P.conj(), B) / (1 + half * cauchy(P.conj(), P))
+        Lambda = _with_conjugates(self.A)
+        P, B, C_tilde = (_with_conjugates(torch.view_as_complex(t)) for t in (self.P, self.B, self.C_tilde))
+        generating = _generating_function(Lambda, P, P, B, C_tilde, torch.exp(self.log_dt), self.l_max)
         return torch.fft.ifft(generating, dim=-1).real[:, :length]
 
     def dense_system(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The full ``N``-mode bilinear system per channel: ``Ā (H, N, N)``, ``B̄ (H, N)``, ``C (H, N)``."""
-        conj_pair = lambda t: torch.cat([t, t.conj()], dim=-1)  # noqa: E731
-        Lambda = conj_pair(self.A)
-        P, B, C_tilde = (conj_pair(torch.view_as_complex(t)) for t in (self.P, self.B, self.C_tilde))
+        Lambda = _with_conjugates(self.A)
+        P, B, C_tilde = (_with_conjugates(torch.view_as_complex(t)) for t in (self.P, self.B, self.C_tilde))
         dt = torch.exp(self.log_dt)[:, None, None].to(Lambda.dtype)
         A = torch.diag_embed(Lambda) - P[..., :, None] * P.conj()[..., None, :]
         eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
@@ -299,9 +294,8 @@ class S4Layer(S4DLayer):
             state = self.initial_state(u.shape[0], device=u.device)
         if tuple(state.shape) != (u.shape[0], self.d_model, self.d_state):
             raise ValueError(f"state must be {(u.shape[0], self.d_model, self.d_state)}, got {tuple(state.shape)}")
-        conj_pair = lambda t: torch.cat([t, t.conj()], dim=-1)  # noqa: E731
-        Lambda = conj_pair(self.A)  # (H, N)
-        P, B = (conj_pair(torch.view_as_complex(t)) for t in (self.P, self.B))
+        Lambda = _with_conjugates(self.A)  # (H, N)
+        P, B = (_with_conjugates(torch.view_as_complex(t)) for t in (self.P, self.B))
         half_dt = (torch.exp(self.log_dt) / 2)[:, None].to(Lambda.dtype)  # (H, 1)
         # (I + Δ/2 A) x + Δ B u, with A x = Λ x - P (P* x)
         inner = (P.conj() * state).sum(-1, keepdim=True)
