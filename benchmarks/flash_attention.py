@@ -161,6 +161,14 @@ def render_cuda(points: list[dict]) -> str:
     return markdown_table(header, rows)
 
 
+def render_tables(results: dict) -> list[str]:
+    """Every table the chapter shows, rendered from a results dictionary (CPU, then GPU if measured)."""
+    tables = [render_cpu(results["cpu"]["points"])]
+    if "cuda" in results:
+        tables.append(render_cuda(results["cuda"]["points"]))
+    return tables
+
+
 # ----------------------------------------------------------------------------- main
 
 

@@ -146,6 +146,14 @@ def render(points: list[dict], names: list[str]) -> str:
     return markdown_table(header, rows)
 
 
+def render_tables(results: dict) -> list[str]:
+    """Every table the chapter shows, rendered from a results dictionary (CPU, then GPU if measured)."""
+    tables = [render(results["points"], ["softmax", *LINEAR] + (["triton"] if results["device"] == "cuda" else []))]
+    if "cuda" in results:
+        tables.append(render(results["cuda"]["points"], ["softmax", *LINEAR, "triton"]))
+    return tables
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat (a smoke test)")

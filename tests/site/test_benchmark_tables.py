@@ -32,3 +32,22 @@ def test_chapter_shows_what_the_script_rendered(script, chapter):
         f"the Cost section of {chapter} must show the table benchmarks/{script} renders from "
         f"{benchmark.RESULTS}; rerun the script and paste its output:\n{rendered}"
     )
+
+
+# benchmark script with several tables (render_tables) -> the chapter that shows them
+MULTI_TABLES = {
+    "flash_attention.py": "docs/attention/flash-attention.md",
+    "linear_attention.py": "docs/attention/linear-attention.md",
+}
+
+
+@pytest.mark.parametrize(("script", "chapter"), MULTI_TABLES.items())
+def test_chapter_shows_every_table_the_script_rendered(script, chapter):
+    benchmark = load_benchmark(script)
+    results = json.loads((ROOT / benchmark.RESULTS).read_text())
+    assert results["command"].startswith(f"python benchmarks/{script}"), results["command"]
+    tables = benchmark.render_tables(results)
+    assert len(tables) == (2 if "cuda" in results else 1)
+    text = (ROOT / chapter).read_text()
+    for table in tables:
+        assert table in text, f"{chapter} must show this table, rendered by benchmarks/{script}:\n{table}"
