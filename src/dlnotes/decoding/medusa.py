@@ -352,9 +352,11 @@ def medusa_generate(
     # one mask buffer for the whole generation: the cache columns are all True, the tree
     # block (ancestors only) moves right as the cache grows
     mask_buffer = torch.zeros(tree.size, config.max_len, dtype=torch.bool, device=device)
-    padded = retrieve.clamp(min=0)  # pads point at the root; `valid` keeps them from counting
-    paths = _PathTables(padded[:, :-1], padded[:, 1:], retrieve[:, 1:] >= 0, retrieve)  # typical acceptance
-    walk = _TreeWalk.of(attn_mask)  # greedy acceptance
+    if typical:  # path tables for comparing paths as tensors
+        padded = retrieve.clamp(min=0)  # pads point at the root; `valid` keeps them from counting
+        paths = _PathTables(padded[:, :-1], padded[:, 1:], retrieve[:, 1:] >= 0, retrieve)
+    else:  # parents and chains for the greedy walk
+        walk = _TreeWalk.of(attn_mask)
     flat = torch.empty(1 + tree.depth * tree.topk, dtype=torch.long, device=device)  # root, then each head's top-k
     new_ids: list[int] = []
     was_training = model.training
